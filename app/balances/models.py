@@ -1,0 +1,64 @@
+"""The ``balances`` table: one row per (customer, feature, entity, interval).
+
+Every key includes ``customer_id`` first, so the table can be distributed by customer (Citus)
+without redesign and every lookup is a primary-key prefix scan.
+"""
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Numeric, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.models import Base
+
+AMOUNT = Numeric(30, 9)
+
+
+class Interval(enum.StrEnum):
+    ONE_OFF = "one_off"
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+    SEMI_ANNUAL = "semi_annual"
+    YEAR = "year"
+
+
+class Balance(Base):
+    __tablename__ = "balances"
+
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    id: Mapped[str] = mapped_column(Text, primary_key=True)
+    feature_id: Mapped[str] = mapped_column(Text)
+    entity_id: Mapped[str | None] = mapped_column(Text)
+    interval: Mapped[str] = mapped_column(Text)
+    interval_count: Mapped[int] = mapped_column(Integer)
+    included_grant: Mapped[Decimal] = mapped_column(AMOUNT)
+    prepaid_grant: Mapped[Decimal] = mapped_column(AMOUNT)
+    adjustment: Mapped[Decimal] = mapped_column(AMOUNT)
+    usage: Mapped[Decimal] = mapped_column(AMOUNT)
+    unlimited: Mapped[bool] = mapped_column(Boolean)
+    overage_allowed: Mapped[bool] = mapped_column(Boolean)
+    # Boundaries are anchor + k periods, always computed from the anchor, so a month anchored on
+    # the 31st comes back to the 31st after a short month instead of drifting to the 28th.
+    reset_anchor_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_reset_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    @property
+    def granted(self) -> Decimal:
+        return self.included_grant + self.prepaid_grant + self.adjustment
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.granted - self.usage
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now

@@ -1,0 +1,126 @@
+"""All SQL that touches the ``balances`` table."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.balances.models import Balance
+
+
+def _is_live(now: datetime) -> ColumnElement[bool]:
+    return or_(Balance.expires_at.is_(None), Balance.expires_at > now)
+
+
+class BalanceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert(self, values: dict[str, Any]) -> Balance | None:
+        """Insert a balance; ``None`` when its id or its key is already taken.
+
+        ON CONFLICT DO NOTHING instead of catching IntegrityError: two concurrent creates of one
+        key leave exactly one row and the loser gets a clean answer, with its transaction intact.
+        """
+        statement = insert(Balance).values(values).on_conflict_do_nothing().returning(Balance)
+        return (await self.session.scalars(statement)).one_or_none()
+
+    async def get(self, customer_id: str, balance_id: str) -> Balance | None:
+        return await self.session.get(Balance, (customer_id, balance_id))
+
+    async def get_by_key(
+        self, customer_id: str, feature_id: str, entity_id: str | None, interval: str
+    ) -> Balance | None:
+        statement = select(Balance).where(
+            Balance.customer_id == customer_id,
+            Balance.feature_id == feature_id,
+            Balance.entity_id.is_not_distinct_from(entity_id),
+            Balance.interval == interval,
+        )
+        return (await self.session.scalars(statement)).one_or_none()
+
+    async def get_for_update(self, customer_id: str, balance_id: str) -> Balance | None:
+        """Lock one balance for the read-check-write of a mutation.
+
+        ``FOR UPDATE`` makes concurrent mutations of this balance queue behind each other, so each
+        computes from the value the previous one committed: no lost update. Other balances are
+        not touched, so they never wait on this one.
+        """
+        statement = (
+            select(Balance)
+            .where(Balance.customer_id == customer_id, Balance.id == balance_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(statement)).one_or_none()
+
+    async def find_live_for_update(
+        self,
+        customer_id: str,
+        feature_id: str,
+        entity_id: str | None,
+        interval: str | None,
+        now: datetime,
+    ) -> Sequence[Balance]:
+        """Lock the live balances of (customer, feature, entity[, interval]), in id order.
+
+        Every multi-row lock in the service is taken in id order, so two transactions that lock
+        overlapping sets can never wait on each other in a cycle (no deadlock). Rows deleted or
+        expired while we waited are re-checked by Postgres and drop out of the result.
+        """
+        conditions = [
+            Balance.customer_id == customer_id,
+            Balance.feature_id == feature_id,
+            Balance.entity_id.is_not_distinct_from(entity_id),
+            _is_live(now),
+        ]
+        if interval is not None:
+            conditions.append(Balance.interval == interval)
+        statement = (
+            select(Balance)
+            .where(*conditions)
+            .order_by(Balance.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(statement)).all()
+
+    async def delete(self, balance: Balance) -> None:
+        await self.session.delete(balance)
+
+    async def list_page(
+        self,
+        *,
+        customer_id: str | None,
+        feature_id: str | None,
+        entity_id: str | None,
+        include_active: bool,
+        include_expired: bool,
+        after: tuple[str, str] | None,
+        limit: int,
+        now: datetime,
+    ) -> Sequence[Balance]:
+        """One page in (customer_id, id) order, starting after the cursor (keyset pagination)."""
+        conditions: list[ColumnElement[bool]] = []
+        if customer_id is not None:
+            conditions.append(Balance.customer_id == customer_id)
+        if feature_id is not None:
+            conditions.append(Balance.feature_id == feature_id)
+        if entity_id is not None:
+            conditions.append(Balance.entity_id == entity_id)
+        if include_active and not include_expired:
+            conditions.append(_is_live(now))
+        elif include_expired and not include_active:
+            conditions.append(and_(Balance.expires_at.is_not(None), Balance.expires_at <= now))
+        if after is not None:
+            conditions.append(tuple_(Balance.customer_id, Balance.id) > tuple_(*after))
+        statement = (
+            select(Balance)
+            .where(*conditions)
+            .order_by(Balance.customer_id, Balance.id)
+            .limit(limit)
+        )
+        return (await self.session.scalars(statement)).all()

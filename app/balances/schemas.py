@@ -1,0 +1,181 @@
+"""Wire schemas of the balance operations (names match Autumn's API so its SDKs work)."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import Field, StrictBool, field_validator, model_validator
+
+from app.balances import models
+from app.balances.models import Interval
+from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
+from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
+
+BalanceStatus = Literal["active", "expired"]
+
+
+class ResetParams(RequestSchema):
+    interval: Interval = Field(description="How often the balance resets; `one_off` never does.")
+    interval_count: WholeNumber = Field(default=1, ge=1, le=1000, description="Periods per reset.")
+
+
+class CreateBalanceParams(RequestSchema):
+    customer_id: ExternalId
+    feature_id: ExternalId
+    entity_id: ExternalId | None = Field(default=None, description="Scope to one entity (seat…).")
+    included_grant: Quantity = Field(default=Decimal(0), description="Granted per period.")
+    unlimited: StrictBool = False
+    overage_allowed: StrictBool = False
+    reset: ResetParams | None = Field(default=None, description="Omitted: `one_off`.")
+    next_reset_at: EpochMillis | None = Field(default=None, description="Default: now + 1 period.")
+    expires_at: EpochMillis | None = None
+    balance_id: ExternalId | None = Field(default=None, description="Default: `bal_` + random.")
+    rollover: dict[str, Any] | None = Field(
+        default=None, description="Not supported by Balances; must be omitted or null."
+    )
+
+    @field_validator("rollover")
+    @classmethod
+    def _no_rollover(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError("rollovers are not supported by this service")
+
+
+class UpdateBalanceParams(RequestSchema):
+    """Set or adjust one balance. At most one of `remaining`, `add_to_balance`, `usage`."""
+
+    customer_id: ExternalId
+    feature_id: ExternalId
+    entity_id: ExternalId | None = Field(
+        default=None, description="Target the entity-scoped balance; absent: customer-level."
+    )
+    remaining: Quantity | None = Field(default=None, description="Set remaining to exactly this.")
+    add_to_balance: Quantity | None = Field(default=None, description="Add this signed amount.")
+    usage: Quantity | None = Field(default=None, description="Set usage to exactly this.")
+    interval: Interval | None = Field(default=None, description="Target by reset interval.")
+    balance_id: ExternalId | None = Field(default=None, description="Target this balance.")
+    included_grant: Quantity | None = Field(default=None, description="Set the per-period grant.")
+    next_reset_at: EpochMillis | None = None
+    expires_at: EpochMillis | None = None
+
+    @model_validator(mode="after")
+    def _one_change_of_remaining(self) -> "UpdateBalanceParams":
+        given = [
+            f for f in ("remaining", "add_to_balance", "usage") if getattr(self, f) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(given)} cannot be combined: give at most one of them")
+        changes = (*given, "included_grant", "next_reset_at", "expires_at")
+        if all(getattr(self, f) is None for f in changes):
+            raise ValueError(
+                "nothing to change: give remaining, add_to_balance, usage, included_grant, "
+                "next_reset_at or expires_at"
+            )
+        return self
+
+
+class DeleteBalanceParams(RequestSchema):
+    customer_id: ExternalId
+    feature_id: ExternalId | None = None
+    entity_id: ExternalId | None = None
+    interval: Interval | None = None
+    balance_id: ExternalId | None = None
+    recalculate_balances: StrictBool | None = Field(
+        default=None, description="Accepted for Autumn compatibility; has no effect here."
+    )
+
+    @model_validator(mode="after")
+    def _needs_a_target(self) -> "DeleteBalanceParams":
+        if self.feature_id is None and self.balance_id is None:
+            raise ValueError("give feature_id or balance_id to say which balance to delete")
+        return self
+
+
+class ListBalancesParams(RequestSchema):
+    customer_id: ExternalId | None = None
+    feature_id: ExternalId | None = None
+    entity_id: ExternalId | None = None
+    statuses: list[BalanceStatus] | None = Field(default=None, description="Default: active.")
+    limit: WholeNumber = Field(default=50, ge=1, le=1000)
+    start_cursor: str | None = Field(default=None, max_length=2048, description="`next_cursor`.")
+    plan_id: str | None = Field(
+        default=None, description="Balances have no plan here: a non-null plan_id matches nothing."
+    )
+
+
+class Reset(ResponseSchema):
+    interval: Interval
+    interval_count: int
+    resets_at: EpochMillis | None
+
+
+class Balance(ResponseSchema):
+    id: str
+    customer_id: str
+    feature_id: str
+    entity_id: str | None
+    plan_id: None = None
+    included_grant: QuantityOut
+    prepaid_grant: QuantityOut
+    adjustment: QuantityOut
+    granted: QuantityOut
+    usage: QuantityOut
+    remaining: QuantityOut
+    unlimited: bool
+    overage_allowed: bool
+    reset: Reset | None
+    interval: Interval
+    next_reset_at: EpochMillis | None
+    expires_at: EpochMillis | None
+    status: BalanceStatus
+    version: int
+    price: None = None
+    rollovers: list[Any] = Field(default_factory=list)
+    source: Literal["customer", "entity"]
+    created_at: EpochMillis
+    updated_at: EpochMillis
+
+    @classmethod
+    def of(cls, balance: models.Balance, now: datetime) -> "Balance":
+        interval = Interval(balance.interval)
+        reset = None
+        if interval is not Interval.ONE_OFF:
+            reset = Reset(
+                interval=interval,
+                interval_count=balance.interval_count,
+                resets_at=balance.next_reset_at,
+            )
+        return cls(
+            id=balance.id,
+            customer_id=balance.customer_id,
+            feature_id=balance.feature_id,
+            entity_id=balance.entity_id,
+            included_grant=balance.included_grant,
+            prepaid_grant=balance.prepaid_grant,
+            adjustment=balance.adjustment,
+            granted=balance.granted,
+            usage=balance.usage,
+            remaining=balance.remaining,
+            unlimited=balance.unlimited,
+            overage_allowed=balance.overage_allowed,
+            reset=reset,
+            interval=interval,
+            next_reset_at=balance.next_reset_at,
+            expires_at=balance.expires_at,
+            status="expired" if balance.is_expired(now) else "active",
+            version=balance.version,
+            source="customer" if balance.entity_id is None else "entity",
+            created_at=balance.created_at,
+            updated_at=balance.updated_at,
+        )
+
+
+class BalanceResponse(ResponseSchema):
+    success: bool = True
+    balance: Balance
+
+
+class ListBalancesResponse(ResponseSchema):
+    list: list[Balance]
+    has_more: bool
+    next_cursor: str | None

@@ -1,0 +1,85 @@
+"""The ``balances`` command: ``serve`` and ``migrate``.
+
+Both use DATABASE_URL when it is set; otherwise they start the embedded PostgreSQL whose data
+lives in ``--data-dir`` (default ``./.balances-data``), so a laptop needs nothing installed.
+"""
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from app.core.config import get_settings
+
+logger = logging.getLogger("balances")
+
+
+def _database_url(data_dir: Path | None) -> str:
+    settings = get_settings()
+    if settings.database_url:
+        return settings.database_url
+    from app.core.embedded_postgres import start_embedded_postgres
+
+    url = start_embedded_postgres(data_dir or settings.data_dir)
+    # uvicorn workers are child processes: they find the server through the environment.
+    os.environ["DATABASE_URL"] = url
+    get_settings.cache_clear()
+    return url
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from app.core.migrations import upgrade_to_head
+
+    upgrade_to_head(_database_url(args.data_dir))
+    logger.info("database schema is at the latest migration")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.core.migrations import upgrade_to_head
+
+    upgrade_to_head(_database_url(args.data_dir))
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=get_settings().log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="balances", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    data_dir_help = "embedded PostgreSQL data directory, used when DATABASE_URL is not set"
+
+    serve = commands.add_parser("serve", help="run migrations, then serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
+    migrate.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    migrate.set_defaults(handler=_migrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = build_parser().parse_args(argv)
+    handler = args.handler
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The one place configuration is read: environment (``BALANCES_`` prefix) and ``.env``."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BALANCES_", env_file=".env", extra="ignore")
+
+    # DATABASE_URL is the conventional name every platform sets, so it is read without the prefix.
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "BALANCES_DATABASE_URL")
+    )
+    data_dir: Path = Path(".balances-data")
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    log_level: str = "info"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,54 @@
+"""Engine, sessions and the one-transaction-per-request rule.
+
+The session dependency owns the transaction: it begins before the endpoint runs and commits after
+it returns (rolling back on any error), *before* the response is sent, so a client never sees a
+success whose commit then failed. Services and repositories only ``flush``.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.core.config import Settings
+
+
+def to_sqlalchemy_url(database_url: str) -> URL:
+    """Accept the usual ``postgres://`` / ``postgresql://`` forms and pin the psycopg 3 driver."""
+    url = make_url(database_url)
+    if url.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
+        return url.set(drivername="postgresql+psycopg")
+    raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got driver {url.drivername!r}")
+
+
+class Database:
+    def __init__(self, database_url: str, settings: Settings) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            to_sqlalchemy_url(database_url),
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_seconds,
+            pool_pre_ping=True,
+            connect_args={"application_name": "balances"},
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    database: Database = request.app.state.database
+    async with database.sessionmaker() as session, session.begin():
+        yield session
+
+
+# scope="function": the commit runs when the endpoint returns, before the response goes out.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

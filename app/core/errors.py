@@ -1,0 +1,69 @@
+"""Typed domain errors. Services raise these; one handler in ``app.core.problems`` renders them.
+
+Each error carries a stable machine-readable ``code`` (part of the wire contract: clients branch on
+it) and the HTTP status it maps to, so the mapping lives in exactly one place.
+"""
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code: str = "error"
+    status: int = 400
+    title: str = "Request failed"
+
+    def __init__(self, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extra = extra
+
+
+class InvalidRequest(DomainError):
+    code = "invalid_request"
+    status = 422
+    title = "Invalid request"
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, errors=errors or [])
+
+
+class AmountOutOfRange(DomainError):
+    code = "amount_out_of_range"
+    status = 422
+    title = "Amount out of range"
+
+
+class BalanceNotFound(DomainError):
+    code = "balance_not_found"
+    status = 404
+    title = "Balance not found"
+
+
+class BalanceExists(DomainError):
+    code = "balance_exists"
+    status = 409
+    title = "Balance already exists"
+
+
+class AmbiguousBalance(DomainError):
+    code = "ambiguous_balance"
+    status = 409
+    title = "Several balances match"
+
+
+class BalanceUnlimited(DomainError):
+    code = "balance_unlimited"
+    status = 409
+    title = "Balance is unlimited"
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    status = 422
+    title = "Invalid cursor"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"

@@ -1,0 +1,58 @@
+"""Exact JSON on the wire.
+
+Quantities must never pass through ``float``: ``0.1 + 0.2`` has to be ``0.3`` and a 24-digit
+amount has to survive a round trip. So request bodies are parsed with every non-integer number
+as a ``Decimal`` (and ``NaN``/``Infinity``, which Python's parser accepts by default, refused),
+and responses are written by an encoder that emits ``Decimal`` as a JSON number, digit for digit.
+"""
+
+import json
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from typing import Any
+
+import simplejson
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+
+def _refuse_constant(name: str) -> Any:
+    # Raised as a JSONDecodeError so FastAPI reports it like any other malformed body (422).
+    raise json.JSONDecodeError(f"{name} is not a number", name, 0)
+
+
+def loads_exact(raw: bytes | str) -> Any:
+    return json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+
+
+def dumps_exact(content: Any) -> bytes:
+    return simplejson.dumps(
+        content, use_decimal=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
+
+
+class ExactJSONRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads_exact(await self.body())
+        return self._json
+
+
+class ExactJSONRoute(APIRoute):
+    """Route class that hands endpoints an ``ExactJSONRequest`` so bodies parse exactly."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def exact_handler(request: Request) -> Response:
+            return await handler(ExactJSONRequest(request.scope, request.receive))
+
+        return exact_handler
+
+
+class ExactJSONResponse(JSONResponse):
+    """Renders ``Decimal`` as JSON numbers (pydantic's JSON mode would turn them into strings)."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps_exact(content)

@@ -1,0 +1,83 @@
+"""The one place errors become HTTP responses: RFC 9457 problem JSON with a stable ``code``."""
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from app.core.errors import DomainError
+from app.core.json import ExactJSONResponse
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class ProblemResponse(ExactJSONResponse):
+    media_type = PROBLEM_MEDIA_TYPE
+
+
+def _problem(status: int, code: str, title: str, message: str, **extra: Any) -> ProblemResponse:
+    body = {
+        "type": f"urn:balances:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": message,
+        "code": code,
+        "message": message,
+        **{key: value for key, value in extra.items() if value is not None},
+    }
+    return ProblemResponse(body, status_code=status)
+
+
+def problem_response(error: DomainError) -> ProblemResponse:
+    return _problem(error.status, error.code, error.title, error.message, **error.extra)
+
+
+def _error_item(error: Any) -> dict[str, Any]:
+    message = str(error.get("msg", "invalid"))
+    message = message.removeprefix("Value error, ")
+    loc = [part for part in error.get("loc", ()) if part != "body"] or ["body"]
+    return {"loc": loc, "msg": message}
+
+
+async def _on_domain_error(request: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, DomainError)
+    return problem_response(error)
+
+
+async def _on_validation_error(request: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, RequestValidationError)
+    items = [_error_item(e) for e in error.errors()]
+    if any(e.get("type") == "json_invalid" for e in error.errors()):
+        items = [{"loc": ["body"], "msg": "the body is not valid JSON (NaN and Infinity included)"}]
+    first = items[0] if items else {"loc": ["body"], "msg": "invalid"}
+    where = ".".join(str(part) for part in first["loc"])
+    message = f"Invalid request: {where}: {first['msg']}."
+    return _problem(422, "invalid_request", "Invalid request", message, errors=items)
+
+
+async def _on_http_error(request: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, HTTPException)
+    code = HTTP_CODES.get(error.status_code, "http_error")
+    response = _problem(error.status_code, code, str(error.detail), f"{error.detail}.")
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
+
+
+async def _on_unexpected_error(request: Request, error: Exception) -> ProblemResponse:
+    # Details go to the log, never to the client: no stack traces or SQL in responses.
+    logger.exception("unhandled error", exc_info=error)
+    message = "The server failed to handle this request."
+    return _problem(500, "internal_error", "Internal error", message)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _on_domain_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected_error)

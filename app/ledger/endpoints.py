@@ -1,0 +1,46 @@
+"""HTTP endpoint of the ledger: read-only history of balance changes."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from app.core.database import SessionDep
+from app.core.dependencies import problem_responses
+from app.core.json import ExactJSONResponse, ExactJSONRoute
+from app.ledger.schemas import HistoryParams, HistoryResponse, LedgerEntrySchema
+from app.ledger.service import LedgerReader
+
+router = APIRouter(prefix="/v1", tags=["ledger"], route_class=ExactJSONRoute)
+
+_EXAMPLES = {
+    "balance": {"summary": "One balance's history", "value": {"balance_id": "bal_123"}},
+    "feature": {
+        "summary": "A customer's history of one feature",
+        "value": {"customer_id": "cus_123", "feature_id": "api_calls", "limit": 20},
+    },
+}
+
+
+@router.post(
+    "/balances.history",
+    operation_id="balanceHistory",
+    summary="Ledger entries of a balance",
+    response_model=HistoryResponse,
+    responses=problem_responses(413, 422),
+)
+async def balance_history(
+    params: Annotated[HistoryParams, Body(openapi_examples=_EXAMPLES)], session: SessionDep
+) -> ExactJSONResponse:
+    """The append-only ledger of one balance (or of a customer's feature), newest first.
+
+    Every change is one entry with its `kind`, `remaining_delta`, `usage_delta` and the state
+    after it. For every balance the `remaining_delta`s sum to its current `remaining`; entries of
+    a deleted balance stay, closed by a `delete` entry.
+    """
+    rows, next_cursor = await LedgerReader(session).history(params)
+    response = HistoryResponse(
+        list=[LedgerEntrySchema.model_validate(row) for row in rows],
+        has_more=next_cursor is not None,
+        next_cursor=next_cursor,
+    )
+    return ExactJSONResponse(response.model_dump())

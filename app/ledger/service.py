@@ -1,0 +1,110 @@
+"""Writing the ledger: one immutable entry per change, snapshotting the balance after it."""
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.balances.models import Balance
+from app.core.context import RequestContext
+from app.core.cursor import decode_cursor, encode_cursor
+from app.ledger.models import EntryKind, LedgerEntry
+from app.ledger.repository import LedgerRepository
+from app.ledger.schemas import HistoryParams
+
+ZERO = Decimal(0)
+
+
+class LedgerWriter:
+    """Appends entries for one request. Call ``record`` right after changing the balance."""
+
+    def __init__(self, session: AsyncSession, context: RequestContext) -> None:
+        self.repository = LedgerRepository(session)
+        self.context = context
+
+    def record(
+        self,
+        balance: Balance,
+        kind: EntryKind,
+        now: datetime,
+        *,
+        remaining_delta: Decimal = ZERO,
+        usage_delta: Decimal = ZERO,
+    ) -> None:
+        """Append an entry for a change already applied to ``balance`` (snapshots its state)."""
+        self._append(
+            balance,
+            kind,
+            now,
+            remaining_delta=remaining_delta,
+            usage_delta=usage_delta,
+            after=(balance.remaining, balance.usage, balance.granted),
+            version=balance.version,
+        )
+
+    def record_deletion(self, balance: Balance, now: datetime) -> None:
+        """The closing entry: takes remaining and usage to zero, so a deleted balance sums to 0."""
+        self._append(
+            balance,
+            EntryKind.DELETE,
+            now,
+            remaining_delta=-balance.remaining,
+            usage_delta=-balance.usage,
+            after=(ZERO, ZERO, ZERO),
+            version=balance.version + 1,
+        )
+
+    def _append(
+        self,
+        balance: Balance,
+        kind: EntryKind,
+        now: datetime,
+        *,
+        remaining_delta: Decimal,
+        usage_delta: Decimal,
+        after: tuple[Decimal, Decimal, Decimal],
+        version: int,
+    ) -> None:
+        remaining_after, usage_after, granted_after = after
+        self.repository.append(
+            LedgerEntry(
+                customer_id=balance.customer_id,
+                balance_id=balance.id,
+                feature_id=balance.feature_id,
+                entity_id=balance.entity_id,
+                interval=balance.interval,
+                kind=kind,
+                remaining_delta=remaining_delta,
+                usage_delta=usage_delta,
+                remaining_after=remaining_after,
+                usage_after=usage_after,
+                granted_after=granted_after,
+                balance_version=version,
+                idempotency_key=self.context.idempotency_key,
+                request_id=self.context.request_id,
+                api_key_id=self.context.api_key_id,
+                created_at=now,
+            )
+        )
+
+
+class LedgerReader:
+    def __init__(self, session: AsyncSession) -> None:
+        self.repository = LedgerRepository(session)
+
+    async def history(self, params: HistoryParams) -> tuple[Sequence[LedgerEntry], str | None]:
+        """One page of entries, newest first, and the cursor of the next page."""
+        before = decode_cursor(params.start_cursor, int)[0] if params.start_cursor else None
+        rows = await self.repository.page(
+            customer_id=params.customer_id,
+            balance_id=params.balance_id,
+            feature_id=params.feature_id,
+            entity_id=params.entity_id,
+            interval=params.interval,
+            before_id=before,
+            limit=params.limit + 1,
+        )
+        if len(rows) <= params.limit:
+            return rows, None
+        return rows[: params.limit], encode_cursor(rows[params.limit - 1].id)

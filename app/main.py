@@ -1,0 +1,58 @@
+"""The FastAPI application: wiring only (routers, middleware, error handlers, lifecycle)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.balances.endpoints import router as balances_router
+from app.core.clock import Clock, SystemClock
+from app.core.config import Settings, get_settings
+from app.core.database import Database
+from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.core.migrations import head_revision
+from app.core.problems import install_problem_handlers
+from app.health.endpoints import router as health_router
+from app.ledger.endpoints import router as ledger_router
+
+DESCRIPTION = """
+Customer feature balances, exact and concurrent-safe. Every change runs in one row-locked
+Postgres transaction and appends an immutable ledger entry. Wire-compatible with Autumn's
+balances API: quantities are JSON numbers computed exactly, times are Unix epoch milliseconds,
+errors are `application/problem+json` with a stable `code`.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    database_url: str | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    if url is None:
+        raise RuntimeError("DATABASE_URL is not set (`balances serve` starts an embedded server).")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await app.state.database.dispose()
+
+    app = FastAPI(
+        title="Balances",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.clock = clock or SystemClock()
+    app.state.database = Database(url, settings)
+    app.state.schema_head = head_revision()
+
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # outermost: even a 413 carries X-Request-ID
+    app.include_router(balances_router)
+    app.include_router(ledger_router)
+    app.include_router(health_router)
+    return app

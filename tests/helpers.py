@@ -1,0 +1,81 @@
+"""Small helpers so each test reads as one scenario."""
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from app.core.json import dumps_exact, loads_exact
+
+
+class Api:
+    """Calls the service like a client would, and reads committed rows like an auditor would."""
+
+    def __init__(self, client: httpx.AsyncClient, db: psycopg.Connection) -> None:
+        self.client = client
+        self.db = db
+
+    async def post(self, path: str, body: Any, **headers: str) -> httpx.Response:
+        content = body if isinstance(body, bytes | str) else dumps_exact(body)
+        headers = {"content-type": "application/json", **headers}
+        return await self.client.post(f"/v1/{path}", content=content, headers=headers)
+
+    async def ok(self, path: str, body: Any) -> Any:
+        response = await self.post(path, body)
+        assert response.status_code == 200, response.text
+        return loads_exact(response.content)
+
+    async def create(self, **fields: Any) -> dict[str, Any]:
+        body = {"customer_id": "cus_1", "feature_id": "api_calls", **fields}
+        balance: dict[str, Any] = (await self.ok("balances.create", body))["balance"]
+        return balance
+
+    async def update(self, **fields: Any) -> dict[str, Any]:
+        body = {"customer_id": "cus_1", "feature_id": "api_calls", **fields}
+        balance: dict[str, Any] = (await self.ok("balances.update", body))["balance"]
+        return balance
+
+    def ledger(self, balance_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT kind, remaining_delta, usage_delta, remaining_after, usage_after "
+            "FROM balance_ledger WHERE balance_id = %s ORDER BY id",
+            (balance_id,),
+        ).fetchall()
+        keys = ("kind", "remaining_delta", "usage_delta", "remaining_after", "usage_after")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def ledger_kinds(self, balance_id: str) -> list[str]:
+        return [entry["kind"] for entry in self.ledger(balance_id)]
+
+    def count(self, table: str) -> int:
+        query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        row = self.db.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def invariant_violations(self) -> list[tuple[str, Decimal, Decimal]]:
+        """Balances whose ledger does not sum to their remaining (deleted ones must sum to 0)."""
+        return self.db.execute(
+            """
+            SELECT l.balance_id, coalesce(sum(l.remaining_delta), 0),
+                   coalesce(max(b.included_grant + b.prepaid_grant + b.adjustment - b.usage), 0)
+            FROM balance_ledger l
+            LEFT JOIN balances b ON b.customer_id = l.customer_id AND b.id = l.balance_id
+            GROUP BY l.balance_id
+            HAVING coalesce(sum(l.remaining_delta), 0)
+                <> coalesce(max(b.included_grant + b.prepaid_grant + b.adjustment - b.usage), 0)
+            """
+        ).fetchall()
+
+
+def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """Assert the response is a problem+json error with this status and code; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert body["status"] == status
+    assert body["message"] == body["detail"] and body["detail"]
+    return body
