@@ -7,7 +7,10 @@ lives in ``--data-dir`` (default ``./.balances-data``), so a laptop needs nothin
 import argparse
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from app.core.config import get_settings
@@ -15,25 +18,37 @@ from app.core.config import get_settings
 logger = logging.getLogger("balances")
 
 
-def _database_url(data_dir: Path | None) -> str:
+@contextmanager
+def _database(data_dir: Path | None) -> Iterator[str]:
+    """DATABASE_URL if set; else an embedded server for the duration of the command."""
     settings = get_settings()
     if settings.database_url:
-        return settings.database_url
-    from app.core.embedded_postgres import start_embedded_postgres
+        yield settings.database_url
+        return
+    from app.core.embedded_postgres import EmbeddedPostgres
 
-    url = start_embedded_postgres(data_dir or settings.data_dir)
-    # uvicorn workers are child processes: they find the server through the environment.
-    os.environ["DATABASE_URL"] = url
-    get_settings.cache_clear()
-    return url
+    server = EmbeddedPostgres(data_dir or settings.data_dir).start()
+    try:
+        url = server.url()
+        # uvicorn workers are child processes: they find the server through the environment.
+        os.environ["DATABASE_URL"] = url
+        get_settings.cache_clear()
+        yield url
+    finally:
+        server.stop()
 
 
 def _migrate(args: argparse.Namespace) -> int:
     from app.core.migrations import upgrade_to_head
 
-    upgrade_to_head(_database_url(args.data_dir))
+    with _database(args.data_dir) as url:
+        upgrade_to_head(url)
     logger.info("database schema is at the latest migration")
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -41,17 +56,21 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.core.migrations import upgrade_to_head
 
-    upgrade_to_head(_database_url(args.data_dir))
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=get_settings().log_level,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-    )
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever handler
+    # was installed before it. Ours turns it into SystemExit so the `finally` that stops the
+    # embedded Postgres still runs (the default handler would kill the process first).
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    with _database(args.data_dir) as url:
+        upgrade_to_head(url)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=get_settings().log_level,
+            timeout_graceful_shutdown=30,
+        )
     return 0
 
 
@@ -75,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
     args = build_parser().parse_args(argv)
     handler = args.handler
     result: int = handler(args)

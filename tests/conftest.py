@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.clock import FrozenClock
 from app.core.config import Settings
-from app.core.embedded_postgres import start_embedded_postgres
+from app.core.embedded_postgres import EmbeddedPostgres
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
 from tests.helpers import Api
@@ -39,7 +39,11 @@ def server_url() -> Iterator[str]:
         yield _libpq_url(os.environ["DATABASE_URL"])
         return
     with tempfile.TemporaryDirectory(prefix="balances-test-") as data_dir:
-        yield start_embedded_postgres(Path(data_dir), database="postgres")
+        server = EmbeddedPostgres(Path(data_dir)).start()
+        try:
+            yield server.url("postgres")
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,154 @@
+"""Throughput and latency of balances.update against a running service. Prints JSON.
+
+Starts `balances serve` on a fresh embedded PostgreSQL (or uses DATABASE_URL), creates the
+balances, then runs two bounded scenarios over loopback HTTP:
+
+- hot: every request adds 1 to the SAME balance (worst case: all writers queue on one row lock);
+- spread: each client updates its own balance (the common case: no lock contention).
+
+Usage: python benchmarks/update_throughput.py [--requests 2000] [--concurrency 16] [--workers 1]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(200):
+            if process.poll() is not None:
+                raise RuntimeError("service exited during start-up")
+            try:
+                if (await client.get(f"{base}/readyz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("service did not become ready")
+
+
+async def _scenario(
+    client: httpx.AsyncClient, bodies: list[dict[str, Any]], concurrency: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    queue = list(reversed(bodies))
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        while queue:
+            body = queue.pop()
+            started = time.perf_counter()
+            response = await client.post("/v1/balances.update", json=body)
+            latencies.append(time.perf_counter() - started)
+            failures += response.status_code != 200
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {
+        "requests": len(bodies),
+        "failures": failures,
+        "seconds": round(elapsed, 3),
+        "requests_per_second": round(len(bodies) / elapsed, 1),
+        "latency_ms": {
+            "p50": round(quantiles[49] * 1000, 2),
+            "p95": round(quantiles[94] * 1000, 2),
+            "p99": round(quantiles[98] * 1000, 2),
+            "max": round(max(latencies) * 1000, 2),
+        },
+    }
+
+
+async def _run(args: argparse.Namespace, base: str) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=args.concurrency)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        for n in range(args.concurrency):
+            body = {"customer_id": f"bench_{n}", "feature_id": "calls", "included_grant": 0}
+            await client.post("/v1/balances.create", json=body)
+        hot = [{"customer_id": "bench_0", "feature_id": "calls", "add_to_balance": 1}]
+        spread = [
+            {
+                "customer_id": f"bench_{i % args.concurrency}",
+                "feature_id": "calls",
+                "add_to_balance": 1,
+            }
+            for i in range(args.requests)
+        ]
+        await _scenario(client, spread[: args.concurrency * 5], args.concurrency)  # warm-up
+        results = {
+            "hot": await _scenario(client, hot * args.requests, args.concurrency),
+            "spread": await _scenario(client, spread, args.concurrency),
+        }
+        check = await client.post("/v1/balances.list", json={"customer_id": "bench_0"})
+        remaining = Decimal(str(check.json()["list"][0]["remaining"]))
+        results["hot_balance_exact"] = remaining == sum(
+            1
+            for b in hot * args.requests + spread + spread[: args.concurrency * 5]
+            if b["customer_id"] == "bench_0"
+        )
+        return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="balances-bench-") as data_dir:
+        command = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--data-dir",
+            data_dir,
+        ]
+        env = {**os.environ, "BALANCES_LOG_LEVEL": "warning"}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        try:
+            asyncio.run(_wait_ready(base, process))
+            results = asyncio.run(_run(args, base))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    report = {
+        "benchmark": "balances.update",
+        "concurrency": args.concurrency,
+        "workers": args.workers,
+        "cpus": os.cpu_count(),
+        **results,
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
