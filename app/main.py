@@ -1,11 +1,14 @@
 """The FastAPI application: wiring only (routers, middleware, error handlers, lifecycle)."""
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from app.balances.endpoints import router as balances_router
+from app.balances.sweeper import ResetSweeper
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
 from app.core.database import Database
@@ -35,7 +38,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sweeper_task = None
+        if settings.sweep_interval_seconds > 0:
+            database: Database = app.state.database
+            sweeper = ResetSweeper(
+                database.sessionmaker, app.state.clock, settings.sweep_batch_size
+            )
+            sweeper_task = asyncio.create_task(sweeper.run_forever(settings.sweep_interval_seconds))
         yield
+        if sweeper_task is not None:
+            sweeper_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper_task
         await app.state.database.dispose()
 
     app = FastAPI(

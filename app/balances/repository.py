@@ -42,6 +42,28 @@ class BalanceRepository:
         )
         return (await self.session.scalars(statement)).one_or_none()
 
+    async def find_matching(
+        self,
+        *,
+        customer_id: str | None,
+        balance_id: str | None,
+        feature_id: str | None,
+        entity_id: str | None,
+        interval: str | None,
+    ) -> Sequence[Balance]:
+        """Balances matching the given fields, read without locks (for showing, not changing)."""
+        conditions: list[ColumnElement[bool]] = []
+        for column, value in (
+            (Balance.customer_id, customer_id),
+            (Balance.id, balance_id),
+            (Balance.feature_id, feature_id),
+            (Balance.entity_id, entity_id),
+            (Balance.interval, interval),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        return (await self.session.scalars(select(Balance).where(*conditions))).all()
+
     async def get_for_update(self, customer_id: str, balance_id: str) -> Balance | None:
         """Lock one balance for the read-check-write of a mutation.
 
@@ -84,6 +106,22 @@ class BalanceRepository:
             .where(*conditions)
             .order_by(Balance.id)
             .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(statement)).all()
+
+    async def find_due_for_reset_for_update(self, now: datetime, limit: int) -> Sequence[Balance]:
+        """Lock up to ``limit`` balances whose reset is due, skipping rows others hold.
+
+        SKIP LOCKED: a balance locked by a request is being reset by that request anyway, and
+        several sweepers (one per worker) share the work instead of queueing on each other.
+        """
+        statement = (
+            select(Balance)
+            .where(Balance.next_reset_at <= now)
+            .order_by(Balance.next_reset_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
             .execution_options(populate_existing=True)
         )
         return (await self.session.scalars(statement)).all()

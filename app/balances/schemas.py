@@ -8,6 +8,7 @@ from pydantic import Field, StrictBool, field_validator, model_validator
 
 from app.balances import models
 from app.balances.models import Interval
+from app.balances.resets import state_at
 from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
 from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
 
@@ -138,29 +139,30 @@ class Balance(ResponseSchema):
     @classmethod
     def of(cls, balance: models.Balance, now: datetime) -> "Balance":
         interval = Interval(balance.interval)
+        state = state_at(balance, now)
         reset = None
         if interval is not Interval.ONE_OFF:
             reset = Reset(
                 interval=interval,
                 interval_count=balance.interval_count,
-                resets_at=balance.next_reset_at,
+                resets_at=state.next_reset_at,
             )
         return cls(
             id=balance.id,
             customer_id=balance.customer_id,
             feature_id=balance.feature_id,
             entity_id=balance.entity_id,
-            included_grant=balance.included_grant,
-            prepaid_grant=balance.prepaid_grant,
-            adjustment=balance.adjustment,
-            granted=balance.granted,
-            usage=balance.usage,
-            remaining=balance.remaining,
+            included_grant=state.included_grant,
+            prepaid_grant=state.prepaid_grant,
+            adjustment=state.adjustment,
+            granted=state.granted,
+            usage=state.usage,
+            remaining=state.remaining,
             unlimited=balance.unlimited,
             overage_allowed=balance.overage_allowed,
             reset=reset,
             interval=interval,
-            next_reset_at=balance.next_reset_at,
+            next_reset_at=state.next_reset_at,
             expires_at=balance.expires_at,
             status="expired" if balance.is_expired(now) else "active",
             version=balance.version,

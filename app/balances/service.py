@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.balances import periods
 from app.balances.models import Balance, Interval
 from app.balances.repository import BalanceRepository
+from app.balances.resets import due_reset
 from app.balances.schemas import (
     CreateBalanceParams,
     DeleteBalanceParams,
@@ -54,6 +55,28 @@ def _check_range(balance: Balance) -> None:
     for name in ("included_grant", "adjustment", "usage", "granted", "remaining"):
         if abs(getattr(balance, name)) >= QUANTITY_LIMIT:
             raise AmountOutOfRange(f"This change would take {name} to 10^15 or beyond.")
+
+
+def persist_due_reset(balance: Balance, now: datetime, ledger: LedgerWriter) -> bool:
+    """Apply a due reset to a locked balance and append its ``reset`` entry; False if not due.
+
+    The entry's ``remaining_delta`` is whatever takes remaining back to ``included_grant``, so
+    the ledger still sums to remaining after the reset.
+    """
+    next_reset_at = due_reset(balance, now)
+    if next_reset_at is None:
+        return False
+    remaining_before, usage_before = balance.remaining, balance.usage
+    balance.usage = balance.adjustment = Decimal(0)
+    balance.next_reset_at = next_reset_at
+    ledger.record(
+        balance,
+        EntryKind.RESET,
+        now,
+        remaining_delta=balance.remaining - remaining_before,
+        usage_delta=-usage_before,
+    )
+    return True
 
 
 class BalanceService:
@@ -139,6 +162,7 @@ class BalanceService:
             params.balance_id,
             now,
         )
+        self._begin_change(balance, now)
         changes_amount = any(
             v is not None for v in (params.remaining, params.add_to_balance, params.usage)
         )
@@ -148,8 +172,6 @@ class BalanceService:
             )
         self._check_times(balance, params, now)
 
-        balance.version += 1
-        balance.updated_at = now
         if params.included_grant is not None:
             delta = params.included_grant - balance.included_grant
             balance.included_grant = params.included_grant
@@ -178,6 +200,13 @@ class BalanceService:
         await self.session.flush()
         return balance
 
+    def _begin_change(self, balance: Balance, now: datetime) -> None:
+        """First step of every change to a locked balance: bump its version and persist a due
+        reset, so the request's own change applies to the balance as it truly is now."""
+        balance.version += 1
+        balance.updated_at = now
+        persist_due_reset(balance, now, self.ledger)
+
     def _record(self, balance: Balance, kind: EntryKind, now: datetime, **deltas: Decimal) -> None:
         _check_range(balance)
         self.ledger.record(balance, kind, now, **deltas)
@@ -201,6 +230,7 @@ class BalanceService:
             params.balance_id,
             now,
         )
+        self._begin_change(balance, now)
         self.ledger.record_deletion(balance, now)
         await self.balances.delete(balance)
         await self.session.flush()

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "info"
+    # 0 turns the background sweeper off; `balances sweep` still works on demand.
+    sweep_interval_seconds: float = Field(default=0, ge=0)
+    sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
 
 
 @lru_cache

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 
 from app.core.database import SessionDep
-from app.core.dependencies import problem_responses
+from app.core.dependencies import ClockDep, problem_responses
 from app.core.json import ExactJSONResponse, ExactJSONRoute
 from app.ledger.schemas import HistoryParams, HistoryResponse, LedgerEntrySchema
 from app.ledger.service import LedgerReader
@@ -29,17 +29,20 @@ _EXAMPLES = {
     responses=problem_responses(413, 422),
 )
 async def balance_history(
-    params: Annotated[HistoryParams, Body(openapi_examples=_EXAMPLES)], session: SessionDep
+    params: Annotated[HistoryParams, Body(openapi_examples=_EXAMPLES)],
+    session: SessionDep,
+    clock: ClockDep,
 ) -> ExactJSONResponse:
     """The append-only ledger of one balance (or of a customer's feature), newest first.
 
     Every change is one entry with its `kind`, `remaining_delta`, `usage_delta` and the state
     after it. For every balance the `remaining_delta`s sum to its current `remaining`; entries of
-    a deleted balance stay, closed by a `delete` entry.
+    a deleted balance stay, closed by a `delete` entry. A reset that is due but not yet written
+    shows first as a `pending` entry with `id` null.
     """
-    rows, next_cursor = await LedgerReader(session).history(params)
+    rows, next_cursor = await LedgerReader(session, clock).history(params)
     response = HistoryResponse(
-        list=[LedgerEntrySchema.model_validate(row) for row in rows],
+        list=[LedgerEntrySchema.of(row) for row in rows],
         has_more=next_cursor is not None,
         next_cursor=next_cursor,
     )

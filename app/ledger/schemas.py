@@ -5,7 +5,7 @@ from pydantic import Field, model_validator
 from app.balances.models import Interval
 from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
 from app.core.types import EpochMillis, ExternalId, QuantityOut
-from app.ledger.models import EntryKind
+from app.ledger.models import EntryKind, LedgerEntry
 
 
 class HistoryParams(RequestSchema):
@@ -27,7 +27,7 @@ class HistoryParams(RequestSchema):
 
 
 class LedgerEntrySchema(ResponseSchema):
-    id: int
+    id: int | None = Field(description="Monotonic; null for a pending (not yet persisted) reset.")
     balance_id: str
     customer_id: str
     feature_id: str
@@ -44,6 +44,14 @@ class LedgerEntrySchema(ResponseSchema):
     request_id: str | None
     api_key_id: str | None
     created_at: EpochMillis
+    pending: bool = Field(
+        default=False,
+        description="True for a reset that is due but not yet written (shown, not stored).",
+    )
+
+    @classmethod
+    def of(cls, entry: LedgerEntry) -> "LedgerEntrySchema":
+        return cls.model_validate(entry).model_copy(update={"pending": entry.id is None})
 
 
 class HistoryResponse(ResponseSchema):

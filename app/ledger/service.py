@@ -1,12 +1,14 @@
 """Writing the ledger: one immutable entry per change, snapshotting the balance after it."""
 
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.balances.models import Balance
+from app.balances.repository import BalanceRepository
+from app.balances.resets import due_reset, state_at
+from app.core.clock import Clock
 from app.core.context import RequestContext
 from app.core.cursor import decode_cursor, encode_cursor
 from app.ledger.models import EntryKind, LedgerEntry
@@ -52,7 +54,7 @@ class LedgerWriter:
             remaining_delta=-balance.remaining,
             usage_delta=-balance.usage,
             after=(ZERO, ZERO, ZERO),
-            version=balance.version + 1,
+            version=balance.version,
         )
 
     def _append(
@@ -90,21 +92,55 @@ class LedgerWriter:
 
 
 class LedgerReader:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
         self.repository = LedgerRepository(session)
+        self.balances = BalanceRepository(session)
+        self.clock = clock
 
-    async def history(self, params: HistoryParams) -> tuple[Sequence[LedgerEntry], str | None]:
-        """One page of entries, newest first, and the cursor of the next page."""
+    async def history(self, params: HistoryParams) -> tuple[list[LedgerEntry], str | None]:
+        """One page of entries, newest first, and the cursor of the next page.
+
+        The first page starts with a *pending* ``reset`` entry (``id`` null) for each balance
+        whose reset is due but not yet persisted, so history shows the truth without a write.
+        """
         before = decode_cursor(params.start_cursor, int)[0] if params.start_cursor else None
-        rows = await self.repository.page(
-            customer_id=params.customer_id,
-            balance_id=params.balance_id,
-            feature_id=params.feature_id,
-            entity_id=params.entity_id,
-            interval=params.interval,
-            before_id=before,
-            limit=params.limit + 1,
-        )
+        filters = {
+            "customer_id": params.customer_id,
+            "balance_id": params.balance_id,
+            "feature_id": params.feature_id,
+            "entity_id": params.entity_id,
+            "interval": params.interval,
+        }
+        rows = list(await self.repository.page(**filters, before_id=before, limit=params.limit + 1))
+        pending = [] if before is not None else await self._pending_resets(filters)
         if len(rows) <= params.limit:
-            return rows, None
-        return rows[: params.limit], encode_cursor(rows[params.limit - 1].id)
+            return pending + rows, None
+        return pending + rows[: params.limit], encode_cursor(rows[params.limit - 1].id)
+
+    async def _pending_resets(self, filters: dict[str, str | None]) -> list[LedgerEntry]:
+        now = self.clock.now()
+        entries = []
+        for balance in await self.balances.find_matching(**filters):
+            if due_reset(balance, now) is None:
+                continue
+            state = state_at(balance, now)
+            # Transient (never added to the session): shown, not written.
+            entries.append(
+                LedgerEntry(
+                    id=None,
+                    customer_id=balance.customer_id,
+                    balance_id=balance.id,
+                    feature_id=balance.feature_id,
+                    entity_id=balance.entity_id,
+                    interval=balance.interval,
+                    kind=EntryKind.RESET,
+                    remaining_delta=state.remaining - balance.remaining,
+                    usage_delta=-balance.usage,
+                    remaining_after=state.remaining,
+                    usage_after=state.usage,
+                    granted_after=state.granted,
+                    balance_version=balance.version,
+                    created_at=now,
+                )
+            )
+        return entries
