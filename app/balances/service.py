@@ -108,7 +108,7 @@ class BalanceService:
                 "reset_anchor_at": anchor,
                 "next_reset_at": next_reset_at,
                 "expires_at": params.expires_at,
-                "version": 1,
+                "version": 0,  # the create entry below makes it 1
                 "created_at": now,
                 "updated_at": now,
             }
@@ -162,7 +162,8 @@ class BalanceService:
             params.balance_id,
             now,
         )
-        self._begin_change(balance, now)
+        # A due reset is persisted first, so the change applies to the balance as it is now.
+        persist_due_reset(balance, now, self.ledger)
         changes_amount = any(
             v is not None for v in (params.remaining, params.add_to_balance, params.usage)
         )
@@ -200,13 +201,6 @@ class BalanceService:
         await self.session.flush()
         return balance
 
-    def _begin_change(self, balance: Balance, now: datetime) -> None:
-        """First step of every change to a locked balance: bump its version and persist a due
-        reset, so the request's own change applies to the balance as it truly is now."""
-        balance.version += 1
-        balance.updated_at = now
-        persist_due_reset(balance, now, self.ledger)
-
     def _record(self, balance: Balance, kind: EntryKind, now: datetime, **deltas: Decimal) -> None:
         _check_range(balance)
         self.ledger.record(balance, kind, now, **deltas)
@@ -230,7 +224,7 @@ class BalanceService:
             params.balance_id,
             now,
         )
-        self._begin_change(balance, now)
+        persist_due_reset(balance, now, self.ledger)
         self.ledger.record_deletion(balance, now)
         await self.balances.delete(balance)
         await self.session.flush()

@@ -40,8 +40,6 @@ class ResetSweeper:
                 )
                 ledger = LedgerWriter(session, SWEEPER_CONTEXT)
                 for balance in due:
-                    balance.version += 1
-                    balance.updated_at = now
                     persist_due_reset(balance, now, ledger)
             total += len(due)
             if len(due) < self.batch_size:

@@ -34,7 +34,13 @@ class LedgerWriter:
         remaining_delta: Decimal = ZERO,
         usage_delta: Decimal = ZERO,
     ) -> None:
-        """Append an entry for a change already applied to ``balance`` (snapshots its state)."""
+        """Append the entry for a change just applied to ``balance``, snapshotting its state.
+
+        Every change is one entry and one version: this bumps ``version`` and ``updated_at``, so
+        an entry's ``balance_version`` names exactly the state it produced.
+        """
+        balance.version += 1
+        balance.updated_at = now
         self._append(
             balance,
             kind,
@@ -47,6 +53,7 @@ class LedgerWriter:
 
     def record_deletion(self, balance: Balance, now: datetime) -> None:
         """The closing entry: takes remaining and usage to zero, so a deleted balance sums to 0."""
+        balance.version += 1
         self._append(
             balance,
             EntryKind.DELETE,
