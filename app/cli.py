@@ -51,21 +51,21 @@ def _sweep(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
-    from app.balances.sweeper import ResetSweeper
     from app.core.clock import SystemClock
     from app.core.database import Database
+    from app.sweeper import Sweeper
 
     async def sweep(url: str) -> int:
         settings = get_settings()
         database = Database(url, settings)
         try:
-            sweeper = ResetSweeper(database.sessionmaker, SystemClock(), settings.sweep_batch_size)
+            sweeper = Sweeper(database.sessionmaker, SystemClock(), settings.sweep_batch_size)
             return await sweeper.sweep_once()
         finally:
             await database.dispose()
 
     with _database(args.data_dir) as url:
-        print(json.dumps({"resets_persisted": asyncio.run(sweep(url))}))
+        print(json.dumps({"persisted": asyncio.run(sweep(url))}))
     return 0
 
 
@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
     migrate.set_defaults(handler=_migrate)
 
-    sweep = commands.add_parser("sweep", help="persist every due reset now (one pass)")
+    sweep = commands.add_parser(
+        "sweep", help="persist due resets and expire reservations now (one pass)"
+    )
     sweep.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
     sweep.set_defaults(handler=_sweep)
     return parser

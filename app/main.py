@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.balances.endpoints import router as balances_router
-from app.balances.sweeper import ResetSweeper
+from app.consumption.endpoints import router as consumption_router
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
 from app.core.database import Database
@@ -17,6 +17,8 @@ from app.core.migrations import head_revision
 from app.core.problems import install_problem_handlers
 from app.health.endpoints import router as health_router
 from app.ledger.endpoints import router as ledger_router
+from app.reservations.endpoints import router as reservations_router
+from app.sweeper import Sweeper
 
 DESCRIPTION = """
 Customer feature balances, exact and concurrent-safe. Every change runs in one row-locked
@@ -41,9 +43,7 @@ def create_app(
         sweeper_task = None
         if settings.sweep_interval_seconds > 0:
             database: Database = app.state.database
-            sweeper = ResetSweeper(
-                database.sessionmaker, app.state.clock, settings.sweep_batch_size
-            )
+            sweeper = Sweeper(database.sessionmaker, app.state.clock, settings.sweep_batch_size)
             sweeper_task = asyncio.create_task(sweeper.run_forever(settings.sweep_interval_seconds))
         yield
         if sweeper_task is not None:
@@ -67,6 +67,8 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # outermost: even a 413 carries X-Request-ID
     app.include_router(balances_router)
+    app.include_router(consumption_router)
+    app.include_router(reservations_router)
     app.include_router(ledger_router)
     app.include_router(health_router)
     return app

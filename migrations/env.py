@@ -14,6 +14,7 @@ from app.balances import models as _balance_models  # noqa: F401  (register tabl
 from app.core.database import to_sqlalchemy_url
 from app.core.models import Base
 from app.ledger import models as _ledger_models  # noqa: F401  (register tables)
+from app.reservations import models as _reservation_models  # noqa: F401  (register tables)
 
 MIGRATION_LOCK_KEY = 7_214_330_001  # arbitrary, fixed: identifies "balances schema migration"
 

@@ -83,7 +83,7 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """A separate autocommit connection for inspecting committed state (and holding locks)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
-        conn.execute("TRUNCATE balances, balance_ledger RESTART IDENTITY")
+        conn.execute("TRUNCATE balances, balance_ledger, balance_locks RESTART IDENTITY")
 
 
 @pytest.fixture

@@ -64,6 +64,22 @@ class BalanceRepository:
                 conditions.append(column == value)
         return (await self.session.scalars(select(Balance).where(*conditions))).all()
 
+    async def find_live(
+        self, customer_id: str, feature_id: str, entity_id: str | None, now: datetime
+    ) -> Sequence[Balance]:
+        """The live balances of (customer, feature, entity), read without locks."""
+        statement = (
+            select(Balance)
+            .where(
+                Balance.customer_id == customer_id,
+                Balance.feature_id == feature_id,
+                Balance.entity_id.is_not_distinct_from(entity_id),
+                _is_live(now),
+            )
+            .order_by(Balance.id)
+        )
+        return (await self.session.scalars(statement)).all()
+
     async def get_for_update(self, customer_id: str, balance_id: str) -> Balance | None:
         """Lock one balance for the read-check-write of a mutation.
 
@@ -85,7 +101,7 @@ class BalanceRepository:
         feature_id: str,
         entity_id: str | None,
         interval: str | None,
-        now: datetime,
+        now: datetime | None,
     ) -> Sequence[Balance]:
         """Lock the live balances of (customer, feature, entity[, interval]), in id order.
 
@@ -97,8 +113,9 @@ class BalanceRepository:
             Balance.customer_id == customer_id,
             Balance.feature_id == feature_id,
             Balance.entity_id.is_not_distinct_from(entity_id),
-            _is_live(now),
         ]
+        if now is not None:  # None: expired balances too (finalizing a lock may touch them)
+            conditions.append(_is_live(now))
         if interval is not None:
             conditions.append(Balance.interval == interval)
         statement = (

@@ -51,7 +51,8 @@ def new_balance_id() -> str:
     return "bal_" + "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def _check_range(balance: Balance) -> None:
+def check_range(balance: Balance) -> None:
+    """Refuse (422) a change that takes any amount of the balance to 10^15 or beyond."""
     for name in ("included_grant", "adjustment", "usage", "granted", "remaining"):
         if abs(getattr(balance, name)) >= QUANTITY_LIMIT:
             raise AmountOutOfRange(f"This change would take {name} to 10^15 or beyond.")
@@ -202,7 +203,7 @@ class BalanceService:
         return balance
 
     def _record(self, balance: Balance, kind: EntryKind, now: datetime, **deltas: Decimal) -> None:
-        _check_range(balance)
+        check_range(balance)
         self.ledger.record(balance, kind, now, **deltas)
 
     @staticmethod

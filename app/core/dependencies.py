@@ -22,9 +22,9 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 
 _PROBLEM_DESCRIPTIONS = {
-    404: "No balance matches (`balance_not_found`).",
+    404: "Nothing matches (`balance_not_found`, `lock_not_found`).",
     409: "Conflict with the current state (`balance_exists`, `ambiguous_balance`, "
-    "`balance_unlimited`).",
+    "`balance_unlimited`, `insufficient_balance`, `lock_exists`, `lock_not_active`).",
     413: "Body over 64 KiB (`payload_too_large`).",
     422: "Invalid input (`invalid_request`, `amount_out_of_range`, `invalid_cursor`).",
 }

@@ -67,3 +67,27 @@ class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     status = 413
     title = "Payload too large"
+
+
+class InsufficientBalance(DomainError):
+    code = "insufficient_balance"
+    status = 409
+    title = "Insufficient balance"
+
+
+class LockExists(DomainError):
+    code = "lock_exists"
+    status = 409
+    title = "Lock already exists"
+
+
+class LockNotFound(DomainError):
+    code = "lock_not_found"
+    status = 404
+    title = "Lock not found"
+
+
+class LockNotActive(DomainError):
+    code = "lock_not_active"
+    status = 409
+    title = "Lock is not active"

@@ -8,10 +8,10 @@ import psycopg
 import pytest
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from app.balances.sweeper import ResetSweeper
 from app.core.clock import FrozenClock
 from app.core.database import to_sqlalchemy_url
 from app.core.types import to_epoch_ms
+from app.sweeper import Sweeper
 from tests.conftest import START
 from tests.helpers import Api
 
@@ -109,12 +109,12 @@ async def test_anchor_on_the_31st_survives_short_months(api: Api, clock: FrozenC
 @pytest.fixture
 async def sweeper(database_url: str, clock: FrozenClock) -> Any:
     engine = create_async_engine(to_sqlalchemy_url(database_url))
-    yield ResetSweeper(async_sessionmaker(engine, expire_on_commit=False), clock, batch_size=2)
+    yield Sweeper(async_sessionmaker(engine, expire_on_commit=False), clock, batch_size=2)
     await engine.dispose()
 
 
 async def test_sweeper_persists_due_resets_in_batches(
-    api: Api, clock: FrozenClock, sweeper: ResetSweeper
+    api: Api, clock: FrozenClock, sweeper: Sweeper
 ) -> None:
     ids = []
     for n in range(5):
@@ -138,7 +138,7 @@ async def test_sweeper_persists_due_resets_in_batches(
 
 
 async def test_sweeper_skips_a_balance_a_request_holds(
-    api: Api, clock: FrozenClock, sweeper: ResetSweeper, database_url: str
+    api: Api, clock: FrozenClock, sweeper: Sweeper, database_url: str
 ) -> None:
     held = await api.create(customer_id="cus_held", **MONTHLY)
     await api.create(customer_id="cus_free", **MONTHLY)
@@ -152,7 +152,7 @@ async def test_sweeper_skips_a_balance_a_request_holds(
 
 
 async def test_sweeper_racing_a_request_resets_once(
-    api: Api, clock: FrozenClock, sweeper: ResetSweeper
+    api: Api, clock: FrozenClock, sweeper: Sweeper
 ) -> None:
     balance = await api.create(**MONTHLY)
     await api.update(usage=50)

@@ -1,0 +1,93 @@
+"""How an amount is spread over a feature's balances. Pure: decides, never writes.
+
+Deduction order (the spec's): shortest reset period first, ``one_off`` last, then earliest
+``expires_at`` (none last), then oldest. Giving back (a negative value) walks the same order in
+reverse. Locks are *not* taken in this order but in id order (see the repository): one fixed
+order for every multi-row lock in the service is what rules out deadlocks.
+"""
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+
+from app.balances.models import Balance, Interval
+from app.core.errors import InsufficientBalance
+
+ZERO = Decimal(0)
+_MINUTES = {
+    Interval.MINUTE: 1,
+    Interval.HOUR: 60,
+    Interval.DAY: 1_440,
+    Interval.WEEK: 10_080,
+    Interval.MONTH: 43_830,
+    Interval.QUARTER: 131_490,
+    Interval.SEMI_ANNUAL: 262_980,
+    Interval.YEAR: 525_960,
+}
+_NEVER = datetime.max.replace(tzinfo=None)
+
+
+class OverageBehavior(enum.StrEnum):
+    CAP = "cap"  # deduct only what fits
+    OVERFLOW = "overflow"  # deduct all; remaining may go negative
+    REJECT = "reject"  # deduct all or nothing (409 insufficient_balance)
+
+
+def deduction_order(balances: list[Balance]) -> list[Balance]:
+    def key(balance: Balance) -> tuple[float, datetime, datetime, str]:
+        interval = Interval(balance.interval)
+        period = float("inf") if interval is Interval.ONE_OFF else _MINUTES[interval]
+        expires = balance.expires_at.replace(tzinfo=None) if balance.expires_at else _NEVER
+        return (period * balance.interval_count, expires, balance.created_at, balance.id)
+
+    return sorted(balances, key=key)
+
+
+def plan_deduction(
+    ordered: list[Balance], value: Decimal, behavior: OverageBehavior | None
+) -> list[tuple[Balance, Decimal]]:
+    """Split ``value`` over ``ordered`` balances: ``[(balance, amount)]``, amounts non-zero.
+
+    Each balance first gives what it has left (an unlimited one gives everything). What no
+    balance has left goes, unless the behavior is ``cap``, to the first balance that allows
+    overage; failing that, ``overflow`` puts it on the last balance, ``reject`` refuses the
+    whole deduction and the default (``None``, like ``cap``) drops it.
+    """
+    if value < 0:
+        return _plan_give_back(ordered, -value)
+    plan: dict[str, Decimal] = {}
+    left = value
+    for balance in ordered:
+        if left == 0:
+            break
+        take = left if balance.unlimited else min(left, max(balance.remaining, ZERO))
+        if take > 0:
+            plan[balance.id] = take
+            left -= take
+    if left > 0:
+        target = None
+        if behavior is not OverageBehavior.CAP:
+            target = next((b for b in ordered if b.overage_allowed), None)
+        if target is None and behavior is OverageBehavior.OVERFLOW and ordered:
+            target = ordered[-1]
+        if target is not None:
+            plan[target.id] = plan.get(target.id, ZERO) + left
+        elif behavior is OverageBehavior.REJECT:
+            raise InsufficientBalance(
+                f"Only {value - left} of the {value} requested is available: nothing was deducted."
+            )
+    by_id = {balance.id: balance for balance in ordered}
+    return [(by_id[balance_id], amount) for balance_id, amount in plan.items()]
+
+
+def _plan_give_back(ordered: list[Balance], amount: Decimal) -> list[tuple[Balance, Decimal]]:
+    """Give ``amount`` back to the most recently deducted balances first, never below 0 usage."""
+    plan = []
+    for balance in reversed(ordered):
+        if amount == 0:
+            break
+        back = min(amount, max(balance.usage, ZERO))
+        if back > 0:
+            plan.append((balance, -back))
+            amount -= back
+    return plan

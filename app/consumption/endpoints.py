@@ -1,0 +1,124 @@
+"""HTTP endpoints of metering and gating: check and track."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends
+
+from app.consumption.schemas import (
+    CheckParams,
+    CheckResponse,
+    Deduction,
+    FeatureBalance,
+    TrackParams,
+    TrackResponse,
+)
+from app.consumption.service import ConsumptionService
+from app.core.database import SessionDep
+from app.core.dependencies import ClockDep, RequestContextDep, problem_responses
+from app.core.json import ExactJSONResponse, ExactJSONRoute
+
+router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
+
+
+def get_consumption_service(
+    session: SessionDep, clock: ClockDep, context: RequestContextDep
+) -> ConsumptionService:
+    return ConsumptionService(session, clock, context)
+
+
+ConsumptionServiceDep = Annotated[ConsumptionService, Depends(get_consumption_service)]
+
+_CHECK_EXAMPLES: dict[str, Any] = {
+    "gate": {
+        "summary": "May this customer make 5 more API calls?",
+        "value": {"customer_id": "cus_123", "feature_id": "api_calls", "required_balance": 5},
+    },
+    "reserve": {
+        "summary": "Reserve 1000 tokens until the job finishes",
+        "value": {
+            "customer_id": "cus_123",
+            "feature_id": "ai_tokens",
+            "required_balance": 1000,
+            "lock": {"lock_id": "job_81", "enabled": True},
+        },
+    },
+}
+_TRACK_EXAMPLES: dict[str, Any] = {
+    "use": {
+        "summary": "Record 3 API calls",
+        "value": {"customer_id": "cus_123", "feature_id": "api_calls", "value": 3},
+    },
+    "refund": {
+        "summary": "Give 2 back",
+        "value": {"customer_id": "cus_123", "feature_id": "api_calls", "value": -2},
+    },
+}
+
+
+@router.post(
+    "/balances.check",
+    operation_id="check",
+    summary="Check (and optionally reserve) a feature balance",
+    response_model=CheckResponse,
+    responses=problem_responses(409, 413, 422),
+)
+async def check(
+    params: Annotated[CheckParams, Body(openapi_examples=_CHECK_EXAMPLES)],
+    service: ConsumptionServiceDep,
+    clock: ClockDep,
+) -> ExactJSONResponse:
+    """Whether the customer may use `required_balance` (default 1) of a feature.
+
+    `allowed` is true when a balance is unlimited, the feature's total remaining covers it, or a
+    balance allows overage. Changes nothing, unless:
+    - `send_event: true`: an allowed check also deducts `required_balance` (all or nothing), in
+      the same locked transaction, so check-then-use cannot overshoot;
+    - `lock`: an allowed check reserves `required_balance` until `balances.finalize` or
+      `lock.expires_at` (ledger `lock`).
+    """
+    result = await service.check(params)
+    response = CheckResponse(
+        allowed=result.allowed,
+        customer_id=params.customer_id,
+        feature_id=params.feature_id,
+        entity_id=params.entity_id,
+        required_balance=params.required_balance,
+        balance=FeatureBalance.of(params.feature_id, result.balances, clock.now()),
+        lock_id=result.lock.lock_id if result.lock else None,
+        reserved=result.lock.amount if result.lock else None,
+    )
+    return ExactJSONResponse(response.model_dump())
+
+
+@router.post(
+    "/balances.track",
+    operation_id="track",
+    summary="Record usage of a feature",
+    response_model=TrackResponse,
+    responses=problem_responses(404, 409, 413, 422),
+)
+async def track(
+    params: Annotated[TrackParams, Body(openapi_examples=_TRACK_EXAMPLES)],
+    service: ConsumptionServiceDep,
+    clock: ClockDep,
+) -> ExactJSONResponse:
+    """Deduct `value` across the feature's live balances, in one locked transaction.
+
+    Order: shortest reset interval first, `one_off` last, then earliest expiry, then oldest.
+    `overage_behavior`: `cap` (default) deducts what fits; `overflow` deducts all (remaining may
+    go negative); `reject` deducts all or nothing (`409 insufficient_balance`). Balances with
+    `overage_allowed` take what the others cannot. A negative `value` gives back, in reverse
+    order. Unlimited balances count usage and never block. One `track` entry per balance.
+    """
+    result = await service.track(params)
+    now = clock.now()
+    response = TrackResponse(
+        customer_id=params.customer_id,
+        feature_id=params.feature_id,
+        entity_id=params.entity_id,
+        value=params.value,
+        deducted=result.deducted,
+        balance=FeatureBalance.of(params.feature_id, result.balances, now),
+        deductions=[Deduction.of(balance, amount, now) for balance, amount in result.deductions],
+    )
+    return ExactJSONResponse(response.model_dump())

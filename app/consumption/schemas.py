@@ -1,0 +1,138 @@
+"""Wire schemas of check and track, and the feature balance both return."""
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import Field, StrictBool, field_validator
+
+from app.balances import models
+from app.balances.resets import state_at
+from app.balances.schemas import Balance, Reset
+from app.consumption.allocation import OverageBehavior
+from app.core.schemas import RequestSchema, ResponseSchema
+from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
+
+
+class LockParams(RequestSchema):
+    lock_id: ExternalId = Field(description="Unique per customer; pass it to balances.finalize.")
+    enabled: Literal[True] = True
+    expires_at: EpochMillis | None = Field(
+        default=None, description="Released automatically after this time."
+    )
+    overage_behavior: OverageBehavior | None = Field(
+        default=None,
+        description="`reject` (default): reserve all or nothing; `cap`: reserve what fits; "
+        "`overflow`: reserve all, remaining may go negative.",
+    )
+
+
+class CheckParams(RequestSchema):
+    customer_id: ExternalId
+    feature_id: ExternalId
+    entity_id: ExternalId | None = Field(
+        default=None, description="The entity's balances; absent: the customer-level ones."
+    )
+    required_balance: Quantity = Field(default=Decimal(1), ge=0)
+    send_event: StrictBool | None = Field(
+        default=None, description="When allowed, also deduct `required_balance` (all or nothing)."
+    )
+    lock: LockParams | None = Field(default=None, description="Reserve `required_balance`.")
+    properties: dict[str, Any] | None = Field(default=None, description="Accepted; not stored.")
+    with_preview: StrictBool | None = Field(default=None, description="Accepted; no effect.")
+
+
+class TrackParams(RequestSchema):
+    customer_id: ExternalId
+    feature_id: ExternalId
+    entity_id: ExternalId | None = None
+    value: Quantity = Field(default=Decimal(1), description="Negative gives back.")
+    overage_behavior: OverageBehavior | None = Field(
+        default=None,
+        description="`cap` (default): deduct what fits; `overflow`: deduct all; `reject`: all "
+        "or nothing. Balances with `overage_allowed` take what the others cannot.",
+    )
+    properties: dict[str, Any] | None = Field(default=None, description="Accepted; not stored.")
+    timestamp: EpochMillis | None = Field(default=None, description="When it happened; not future.")
+    event_name: str | None = Field(default=None, description="Not supported: use feature_id.")
+    async_: StrictBool | None = Field(
+        default=None, alias="async", description="Accepted; tracking is always synchronous."
+    )
+
+    @field_validator("event_name")
+    @classmethod
+    def _no_event_names(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError("event names are not supported: track by feature_id")
+
+
+class FeatureBalance(ResponseSchema):
+    """The sum over a customer's live balances of one feature (and entity)."""
+
+    feature_id: str
+    granted: QuantityOut
+    remaining: QuantityOut
+    usage: QuantityOut
+    unlimited: bool
+    overage_allowed: bool
+    max_purchase: None = None
+    next_reset_at: EpochMillis | None
+    breakdown: list[Balance]
+
+    @classmethod
+    def of(
+        cls, feature_id: str, balances: list[models.Balance], now: datetime
+    ) -> "FeatureBalance | None":
+        if not balances:
+            return None
+        states = [state_at(balance, now) for balance in balances]
+        resets = [s.next_reset_at for s in states if s.next_reset_at is not None]
+        return cls(
+            feature_id=feature_id,
+            granted=sum((s.granted for s in states), Decimal(0)),
+            remaining=sum((s.remaining for s in states), Decimal(0)),
+            usage=sum((s.usage for s in states), Decimal(0)),
+            unlimited=any(b.unlimited for b in balances),
+            overage_allowed=any(b.overage_allowed for b in balances),
+            next_reset_at=min(resets, default=None),
+            breakdown=[Balance.of(balance, now) for balance in balances],
+        )
+
+
+class CheckResponse(ResponseSchema):
+    allowed: bool
+    customer_id: str
+    feature_id: str
+    entity_id: str | None
+    required_balance: QuantityOut
+    balance: FeatureBalance | None
+    flag: None = None
+    lock_id: str | None = Field(default=None, description="Set when a lock was taken.")
+    reserved: QuantityOut | None = Field(default=None, description="Amount the lock holds.")
+
+
+class Deduction(ResponseSchema):
+    balance_id: str
+    feature_id: str
+    plan_id: None = None
+    reset: Reset | None
+    value: QuantityOut
+
+    @classmethod
+    def of(cls, balance: models.Balance, value: Decimal, now: datetime) -> "Deduction":
+        return cls(
+            balance_id=balance.id,
+            feature_id=balance.feature_id,
+            reset=Balance.of(balance, now).reset,
+            value=value,
+        )
+
+
+class TrackResponse(ResponseSchema):
+    customer_id: str
+    feature_id: str
+    entity_id: str | None
+    value: QuantityOut = Field(description="The value asked for.")
+    deducted: QuantityOut = Field(description="What was deducted (less than value when capped).")
+    balance: FeatureBalance | None
+    deductions: list[Deduction]

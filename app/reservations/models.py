@@ -1,0 +1,45 @@
+"""The ``balance_locks`` table: amounts reserved by ``check`` with a ``lock``.
+
+A lock's amount is deducted from the balances when it is taken (ledger ``lock`` entries) and is
+either kept (``confirm``), given back (``release``) or given back automatically after
+``expires_at`` (status ``expired``). ``items`` records what each balance holds, and in which
+reset period, so a give-back never lands in a later period whose usage was already cleared.
+"""
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import DateTime, Numeric, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.models import Base
+
+
+class LockStatus(enum.StrEnum):
+    ACTIVE = "active"
+    CONFIRMED = "confirmed"
+    RELEASED = "released"
+    EXPIRED = "expired"
+
+
+class BalanceLock(Base):
+    __tablename__ = "balance_locks"
+
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    lock_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    feature_id: Mapped[str] = mapped_column(Text)
+    entity_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    amount: Mapped[Decimal] = mapped_column(Numeric(30, 9))
+    # [{"balance_id": str, "value": "decimal as text", "period": epoch ms or null}]
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    overage_behavior: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finalized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now

@@ -1,0 +1,86 @@
+"""Background upkeep: persist due resets and give back expired reservations.
+
+Reads already show reset state and writes persist it first, and expired locks are given back by
+the next check or track of their feature, so the sweeper is never needed for correctness; it
+keeps stored rows, ledgers and reports current for balances nobody touches. Runs as
+``balances sweep`` (one pass) or as a background task of ``serve``
+(``BALANCES_SWEEP_INTERVAL_SECONDS``).
+"""
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.balances.repository import BalanceRepository
+from app.balances.service import persist_due_reset
+from app.core.clock import Clock
+from app.core.context import RequestContext
+from app.ledger.service import LedgerWriter
+from app.reservations.repository import LockRepository
+from app.reservations.service import ReservationService
+
+logger = logging.getLogger(__name__)
+
+SWEEPER_CONTEXT = RequestContext(request_id="sweeper")
+
+
+class Sweeper:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, batch_size: int = 500
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.clock = clock
+        self.batch_size = batch_size
+
+    async def sweep_once(self) -> int:
+        """One full pass; returns how many resets and lock expiries it persisted."""
+        return await self.persist_due_resets() + await self.expire_locks()
+
+    async def persist_due_resets(self) -> int:
+        """Reset every balance that is due, one short transaction per batch; return the count."""
+        total = 0
+        while True:
+            async with self.sessionmaker() as session, session.begin():
+                now = self.clock.now()
+                due = await BalanceRepository(session).find_due_for_reset_for_update(
+                    now, self.batch_size
+                )
+                ledger = LedgerWriter(session, SWEEPER_CONTEXT)
+                for balance in due:
+                    persist_due_reset(balance, now, ledger)
+            total += len(due)
+            if len(due) < self.batch_size:
+                return total
+
+    async def expire_locks(self) -> int:
+        """Give back every lock past its expiry, one transaction per feature; return the count."""
+        total = 0
+        while True:
+            async with self.sessionmaker() as session:
+                expired = await LockRepository(session).find_expired(
+                    self.clock.now(), self.batch_size
+                )
+            released = 0
+            features = {(lock.customer_id, lock.feature_id, lock.entity_id) for lock in expired}
+            for customer_id, feature_id, entity_id in sorted(features, key=str):
+                async with self.sessionmaker() as session, session.begin():
+                    service = ReservationService(session, self.clock, SWEEPER_CONTEXT)
+                    released += await service.expire_locks_of_feature(
+                        customer_id, feature_id, entity_id
+                    )
+            total += released
+            if len(expired) < self.batch_size or released == 0:
+                return total
+
+    async def run_forever(self, interval_seconds: float) -> None:
+        while True:
+            try:
+                swept = await self.sweep_once()
+                if swept:
+                    logger.info("sweeper persisted %d resets and lock expiries", swept)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep sweeping after a transient failure (database restart…)
+                logger.exception("sweeper pass failed")
+            await asyncio.sleep(interval_seconds)
