@@ -23,7 +23,10 @@ def _refuse_constant(name: str) -> Any:
 
 
 def loads_exact(raw: bytes | str) -> Any:
-    return json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+    try:
+        return json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+    except RecursionError as error:  # a few KiB of "[[[[" must be a 422, not a crash
+        raise json.JSONDecodeError("nested too deeply", "", 0) from error
 
 
 def dumps_exact(content: Any) -> bytes:
