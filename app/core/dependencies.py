@@ -24,7 +24,8 @@ RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 _PROBLEM_DESCRIPTIONS = {
     404: "Nothing matches (`balance_not_found`, `lock_not_found`).",
     409: "Conflict with the current state (`balance_exists`, `ambiguous_balance`, "
-    "`balance_unlimited`, `insufficient_balance`, `lock_exists`, `lock_not_active`).",
+    "`balance_unlimited`, `insufficient_balance`, `lock_exists`, `lock_not_active`, "
+    "`ambiguous_lock`).",
     413: "Body over 64 KiB (`payload_too_large`).",
     422: "Invalid input (`invalid_request`, `amount_out_of_range`, `invalid_cursor`).",
 }

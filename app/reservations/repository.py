@@ -29,6 +29,11 @@ class LockRepository:
     async def get(self, customer_id: str, lock_id: str) -> BalanceLock | None:
         return await self.session.get(BalanceLock, (customer_id, lock_id))
 
+    async def find_by_lock_id(self, lock_id: str) -> Sequence[BalanceLock]:
+        """Locks with this id across customers (at most a few: ids are chosen per customer)."""
+        statement = select(BalanceLock).where(BalanceLock.lock_id == lock_id).limit(2)
+        return (await self.session.scalars(statement)).all()
+
     async def get_for_update(self, customer_id: str, lock_id: str) -> BalanceLock | None:
         """Lock one lock row to finalize or expire it; its status is re-read under the lock, so
         a lock is confirmed, released or expired exactly once however requests race."""

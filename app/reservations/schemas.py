@@ -1,6 +1,7 @@
 """Wire schemas of ``balances.finalize``."""
 
 import enum
+from typing import Any
 
 from pydantic import Field
 
@@ -15,10 +16,15 @@ class FinalizeAction(enum.StrEnum):
 
 class FinalizeLockParams(RequestSchema):
     lock_id: ExternalId
-    customer_id: ExternalId
+    customer_id: ExternalId | None = Field(
+        default=None,
+        description="Recommended. Autumn's SDK omits it: the lock is then found by `lock_id` "
+        "alone, and `409 ambiguous_lock` if several customers use that id.",
+    )
     action: FinalizeAction = Field(
         description="`confirm` keeps the deduction; `release` returns it."
     )
     override_value: Quantity | None = Field(
         default=None, ge=0, description="With `confirm`: deduct exactly this instead."
     )
+    properties: dict[str, Any] | None = Field(default=None, description="Accepted; not stored.")

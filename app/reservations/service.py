@@ -17,7 +17,13 @@ from app.consumption.allocation import OverageBehavior, deduction_order, plan_de
 from app.consumption.usage import apply_usage, lock_feature_balances
 from app.core.clock import Clock
 from app.core.context import RequestContext
-from app.core.errors import InvalidRequest, LockExists, LockNotActive, LockNotFound
+from app.core.errors import (
+    AmbiguousLock,
+    InvalidRequest,
+    LockExists,
+    LockNotActive,
+    LockNotFound,
+)
 from app.core.types import to_epoch_ms
 from app.ledger.models import EntryKind
 from app.ledger.service import LedgerWriter
@@ -112,9 +118,7 @@ class ReservationService:
         caller answers 409 ``lock_not_active`` *after* committing that release.
         """
         now = self.clock.now()
-        found = await self.locks.get(params.customer_id, params.lock_id)
-        if found is None:
-            raise LockNotFound(f"Customer '{params.customer_id}' has no lock '{params.lock_id}'.")
+        found = await self._find(params.customer_id, params.lock_id)
         # Balances first, then the lock row: the service-wide lock order.
         balances = await lock_feature_balances(
             self.balances,
@@ -125,7 +129,7 @@ class ReservationService:
             now=now,
             live_only=False,
         )
-        lock = await self.locks.get_for_update(params.customer_id, params.lock_id)
+        lock = await self.locks.get_for_update(found.customer_id, found.lock_id)
         assert lock is not None  # locks are never deleted
         if lock.status != LockStatus.ACTIVE:
             raise LockNotActive(f"Lock '{lock.lock_id}' is already {lock.status}.")
@@ -142,6 +146,21 @@ class ReservationService:
         self._confirm(lock, balances, params.override_value, now)
         _settle(lock, LockStatus.CONFIRMED, now)
         return LockStatus.CONFIRMED
+
+    async def _find(self, customer_id: str | None, lock_id: str) -> BalanceLock:
+        if customer_id is not None:
+            lock = await self.locks.get(customer_id, lock_id)
+            if lock is None:
+                raise LockNotFound(f"Customer '{customer_id}' has no lock '{lock_id}'.")
+            return lock
+        matches = await self.locks.find_by_lock_id(lock_id)
+        if not matches:
+            raise LockNotFound(f"There is no lock '{lock_id}'.")
+        if len(matches) > 1:
+            raise AmbiguousLock(
+                f"Several customers have a lock '{lock_id}': give customer_id to choose one."
+            )
+        return matches[0]
 
     def _confirm(
         self, lock: BalanceLock, balances: list[Balance], override: Decimal | None, now: datetime

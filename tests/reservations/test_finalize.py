@@ -178,3 +178,23 @@ async def test_lock_expiry_releases_once_when_sweeper_and_requests_race(
     page = await api.ok("balances.list", {"customer_id": "cus_1"})
     assert page["list"][0]["remaining"] == 7
     assert api.invariant_violations() == []
+
+
+async def test_finalize_without_customer_finds_the_lock_by_id(api: Api) -> None:
+    await api.create(included_grant=10)
+    await reserve(api, 4)
+    body = {"lock_id": "job_1", "action": "release"}
+    assert (await api.ok("balances.finalize", body)) == {"success": True}
+
+
+async def test_finalize_without_customer_is_ambiguous_when_ids_collide(api: Api) -> None:
+    for customer in ("cus_1", "cus_2"):
+        await api.create(customer_id=customer, included_grant=10)
+        body = {
+            "customer_id": customer,
+            "feature_id": "api_calls",
+            "lock": {"lock_id": "shared", "enabled": True},
+        }
+        await api.ok("balances.check", body)
+    body = {"lock_id": "shared", "action": "confirm"}
+    problem(await api.post("balances.finalize", body), 409, "ambiguous_lock")
