@@ -1,21 +1,28 @@
-"""The ``balances`` command: ``serve`` and ``migrate``.
+"""The ``balances`` command: ``serve``, ``migrate``, ``sweep`` and ``keys``.
 
-Both use DATABASE_URL when it is set; otherwise they start the embedded PostgreSQL whose data
+Each uses DATABASE_URL when it is set; otherwise it starts the embedded PostgreSQL whose data
 lives in ``--data-dir`` (default ``./.balances-data``), so a laptop needs nothing installed.
 """
 
 import argparse
+import asyncio
+import ipaddress
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import get_settings
 
 logger = logging.getLogger("balances")
+T = TypeVar("T")
 
 
 @contextmanager
@@ -38,6 +45,20 @@ def _database(data_dir: Path | None) -> Iterator[str]:
         server.stop()
 
 
+def _run(url: str, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[T]]) -> T:
+    """Run one async task against the database, with a pool that lives only for it."""
+    from app.core.database import Database
+
+    async def main() -> T:
+        database = Database(url, get_settings())
+        try:
+            return await work(database.sessionmaker)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(main())
+
+
 def _migrate(args: argparse.Namespace) -> int:
     from app.core.migrations import upgrade_to_head
 
@@ -48,25 +69,45 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    import asyncio
-    import json
-
     from app.core.clock import SystemClock
-    from app.core.database import Database
     from app.sweeper import Sweeper
 
-    async def sweep(url: str) -> int:
-        settings = get_settings()
-        database = Database(url, settings)
-        try:
-            sweeper = Sweeper(database.sessionmaker, SystemClock(), settings.sweep_batch_size)
-            return await sweeper.sweep_once()
-        finally:
-            await database.dispose()
+    with _database(args.data_dir) as url:
+        persisted = _run(
+            url,
+            lambda sessions: Sweeper.from_settings(
+                sessions, SystemClock(), get_settings()
+            ).sweep_once(),
+        )
+    print(json.dumps({"persisted": persisted}))
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from app.auth import commands
+    from app.auth.models import Scope
 
     with _database(args.data_dir) as url:
-        print(json.dumps({"persisted": asyncio.run(sweep(url))}))
+        if args.keys_command == "create":
+            scopes = [Scope(s) for s in args.scope]
+            key_id, secret = _run(url, lambda s: commands.create_key(s, args.name, scopes))
+            print(json.dumps({"id": key_id, "secret": secret, "scopes": sorted(scopes)}))
+            print("Store the secret now: it is not shown again.", file=sys.stderr)
+        elif args.keys_command == "list":
+            print(json.dumps(_run(url, commands.list_keys), indent=2))
+        else:
+            _run(url, lambda s: commands.revoke_key(s, args.id))
+            print(json.dumps({"id": args.id, "revoked": True}))
     return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -76,14 +117,31 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.auth.commands import ensure_bootstrap_key
     from app.core.migrations import upgrade_to_head
 
+    if args.insecure_no_auth:
+        if not _is_loopback(args.host):
+            logger.error(
+                "--insecure-no-auth serves without any authentication: refusing to "
+                "bind %s; use 127.0.0.1 (local development only)",
+                args.host,
+            )
+            return 2
+        logger.warning(
+            "AUTHENTICATION IS OFF (--insecure-no-auth): every request acts as "
+            "admin. For local development only."
+        )
+        os.environ["BALANCES_INSECURE_NO_AUTH"] = "true"  # workers read it from settings
+        get_settings.cache_clear()
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever handler
     # was installed before it. Ours turns it into SystemExit so the `finally` that stops the
     # embedded Postgres still runs (the default handler would kill the process first).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with _database(args.data_dir) as url:
         upgrade_to_head(url)
+        if not args.insecure_no_auth:
+            _run(url, ensure_bootstrap_key)
         uvicorn.run(
             "app.main:create_app",
             factory=True,
@@ -99,24 +157,48 @@ def _serve(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="balances", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    data_dir_help = "embedded PostgreSQL data directory, used when DATABASE_URL is not set"
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="embedded PostgreSQL data directory, used when DATABASE_URL is not set",
+    )
 
-    serve = commands.add_parser("serve", help="run migrations, then serve the HTTP API")
+    serve = commands.add_parser("serve", parents=[data_dir], help="migrate, then serve the API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="local development only: no API keys; refused on a non-loopback --host",
+    )
     serve.set_defaults(handler=_serve)
 
-    migrate = commands.add_parser("migrate", help="upgrade the database schema to the latest")
-    migrate.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    migrate = commands.add_parser("migrate", parents=[data_dir], help="upgrade the schema")
     migrate.set_defaults(handler=_migrate)
 
     sweep = commands.add_parser(
-        "sweep", help="persist due resets and expire reservations now (one pass)"
+        "sweep", parents=[data_dir], help="persist due resets, expire locks, purge old keys"
     )
-    sweep.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
     sweep.set_defaults(handler=_sweep)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", parents=[data_dir], help="create a key")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=["read", "write", "admin"],
+        help="repeatable; write includes read, admin includes both",
+    )
+    key_commands.add_parser("list", parents=[data_dir], help="list keys (never secrets)")
+    revoke = key_commands.add_parser("revoke", parents=[data_dir], help="revoke a key")
+    revoke.add_argument("id")
+    keys.set_defaults(handler=_keys)
     return parser
 
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.auth.service import Authenticator
 from app.balances.endpoints import router as balances_router
 from app.consumption.endpoints import router as consumption_router
 from app.core.clock import Clock, SystemClock
@@ -43,7 +44,7 @@ def create_app(
         sweeper_task = None
         if settings.sweep_interval_seconds > 0:
             database: Database = app.state.database
-            sweeper = Sweeper(database.sessionmaker, app.state.clock, settings.sweep_batch_size)
+            sweeper = Sweeper.from_settings(database.sessionmaker, app.state.clock, settings)
             sweeper_task = asyncio.create_task(sweeper.run_forever(settings.sweep_interval_seconds))
         yield
         if sweeper_task is not None:
@@ -62,6 +63,7 @@ def create_app(
     app.state.clock = clock or SystemClock()
     app.state.database = Database(url, settings)
     app.state.schema_head = head_revision()
+    app.state.authenticator = Authenticator(settings.auth_cache_seconds)
 
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

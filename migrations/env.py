@@ -10,9 +10,11 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
+from app.auth import models as _auth_models  # noqa: F401  (register tables)
 from app.balances import models as _balance_models  # noqa: F401  (register tables)
 from app.core.database import to_sqlalchemy_url
 from app.core.models import Base
+from app.idempotency import models as _idempotency_models  # noqa: F401  (register tables)
 from app.ledger import models as _ledger_models  # noqa: F401  (register tables)
 from app.reservations import models as _reservation_models  # noqa: F401  (register tables)
 

@@ -15,9 +15,12 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from app.auth.commands import create_key, revoke_key
+from app.auth.models import Scope
 from app.core.clock import FrozenClock
 from app.core.config import Settings
 from app.core.embedded_postgres import EmbeddedPostgres
@@ -70,12 +73,31 @@ def _reset_clock(clock: FrozenClock) -> None:
 
 
 @pytest.fixture(scope="session")
-async def app_client(database_url: str, clock: FrozenClock) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(Settings(database_url=database_url), clock=clock)
+async def app(database_url: str, clock: FrozenClock) -> AsyncIterator[FastAPI]:
+    # No auth cache: a revoked key must be refused by the very next request in tests.
+    application = create_app(Settings(database_url=database_url, auth_cache_seconds=0), clock=clock)
+    yield application
+    await application.state.database.dispose()
+
+
+@pytest.fixture(scope="session")
+async def keys(app: FastAPI) -> dict[str, str]:
+    """Secrets of one API key per scope, plus a revoked one."""
+    sessions = app.state.database.sessionmaker
+    secrets = {}
+    for name, scopes in (("read", [Scope.READ]), ("write", [Scope.WRITE]),
+                         ("admin", [Scope.ADMIN]), ("revoked", [Scope.ADMIN])):  # fmt: skip
+        key_id, secrets[name] = await create_key(sessions, f"test-{name}", scopes)
+        if name == "revoked":
+            await revoke_key(sessions, key_id)
+    return secrets
+
+
+@pytest.fixture(scope="session")
+async def app_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://balances.test") as client:
         yield client
-    await app.state.database.dispose()
 
 
 @pytest.fixture
@@ -83,9 +105,11 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     """A separate autocommit connection for inspecting committed state (and holding locks)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
-        conn.execute("TRUNCATE balances, balance_ledger, balance_locks RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE balances, balance_ledger, balance_locks, idempotency_keys RESTART IDENTITY"
+        )
 
 
 @pytest.fixture
-def api(app_client: httpx.AsyncClient, db: psycopg.Connection) -> Api:
-    return Api(app_client, db)
+def api(app_client: httpx.AsyncClient, db: psycopg.Connection, keys: dict[str, str]) -> Api:
+    return Api(app_client, db, secret=keys["write"])

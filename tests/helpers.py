@@ -13,14 +13,18 @@ from app.core.json import dumps_exact, loads_exact
 class Api:
     """Calls the service like a client would, and reads committed rows like an auditor would."""
 
-    def __init__(self, client: httpx.AsyncClient, db: psycopg.Connection) -> None:
+    def __init__(self, client: httpx.AsyncClient, db: psycopg.Connection, secret: str) -> None:
         self.client = client
         self.db = db
+        self.secret = secret
 
     async def post(self, path: str, body: Any, **headers: str) -> httpx.Response:
+        """POST as JSON with this API's key; a header given as None is left out."""
         content = body if isinstance(body, bytes | str) else dumps_exact(body)
-        headers = {"content-type": "application/json", **headers}
-        return await self.client.post(f"/v1/{path}", content=content, headers=headers)
+        defaults = {"content-type": "application/json", "authorization": f"Bearer {self.secret}"}
+        merged = {k.replace("_", "-"): v for k, v in {**defaults, **headers}.items()}
+        sent = {k: v for k, v in merged.items() if v is not None}
+        return await self.client.post(f"/v1/{path}", content=content, headers=sent)
 
     async def ok(self, path: str, body: Any) -> Any:
         response = await self.post(path, body)

@@ -29,7 +29,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service_url(database_url: str) -> Iterator[str]:
+def service_url(database_url: str, keys: dict[str, str]) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "BALANCES_LOG_LEVEL": "warning"}
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -60,8 +60,15 @@ def service_url(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def autumn(service_url: str, db: psycopg.Connection) -> Autumn:
-    return Autumn(secret_key="sk_test_unused", server_url=service_url)
+def autumn(service_url: str, db: psycopg.Connection, keys: dict[str, str]) -> Autumn:
+    return Autumn(secret_key=keys["write"], server_url=service_url)
+
+
+def test_sdk_with_a_wrong_key_is_unauthorized(service_url: str) -> None:
+    client = Autumn(secret_key="sk_not_a_key", server_url=service_url)
+    with pytest.raises(AutumnError) as raised:
+        client.balances.list(customer_id="anyone")
+    assert raised.value.status_code == 401 and "unauthorized" in raised.value.body
 
 
 @pytest.fixture

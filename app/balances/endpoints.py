@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Response
 
+from app.auth.dependencies import ReadKey, RequestContextDep, WriteKey
 from app.balances import examples
 from app.balances.schemas import (
     Balance,
@@ -16,9 +17,10 @@ from app.balances.schemas import (
 )
 from app.balances.service import BalanceService
 from app.core.database import SessionDep
-from app.core.dependencies import ClockDep, RequestContextDep, problem_responses
-from app.core.json import ExactJSONResponse, ExactJSONRoute
+from app.core.dependencies import ClockDep, problem_responses
+from app.core.json import ExactJSONRoute, render
 from app.core.schemas import SuccessResponse
+from app.idempotency.dependencies import IdempotencyDep
 
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 
@@ -43,15 +45,20 @@ async def create_balance(
     params: Annotated[CreateBalanceParams, Body(openapi_examples=examples.CREATE)],
     service: BalanceServiceDep,
     clock: ClockDep,
-) -> ExactJSONResponse:
+    _: WriteKey,
+    idempotency: IdempotencyDep,
+) -> Response:
     """Create the balance of a customer (or one of its entities) for a feature and reset interval.
 
     The key (customer, feature, entity, interval) is unique: a second create of the same key is
     refused with `409 balance_exists`. Writes a `create` ledger entry.
     """
-    balance = await service.create(params)
-    response = BalanceResponse(balance=Balance.of(balance, clock.now()))
-    return ExactJSONResponse(response.model_dump())
+
+    async def create() -> Response:
+        balance = await service.create(params)
+        return render(BalanceResponse(balance=Balance.of(balance, clock.now())))
+
+    return await idempotency.run(create)
 
 
 @router.post(
@@ -65,7 +72,9 @@ async def update_balance(
     params: Annotated[UpdateBalanceParams, Body(openapi_examples=examples.UPDATE)],
     service: BalanceServiceDep,
     clock: ClockDep,
-) -> ExactJSONResponse:
+    _: WriteKey,
+    idempotency: IdempotencyDep,
+) -> Response:
     """Change one balance in a single row-locked transaction.
 
     - `remaining: x` sets remaining to exactly x; `add_to_balance: d` adds a signed d (both change
@@ -76,9 +85,12 @@ async def update_balance(
 
     Each change appends one ledger entry in the same transaction. Returns the balance after it.
     """
-    balance = await service.update(params)
-    response = BalanceResponse(balance=Balance.of(balance, clock.now()))
-    return ExactJSONResponse(response.model_dump())
+
+    async def update() -> Response:
+        balance = await service.update(params)
+        return render(BalanceResponse(balance=Balance.of(balance, clock.now())))
+
+    return await idempotency.run(update)
 
 
 @router.post(
@@ -92,7 +104,8 @@ async def list_balances(
     params: Annotated[ListBalancesParams, Body(openapi_examples=examples.LIST)],
     service: BalanceServiceDep,
     clock: ClockDep,
-) -> ExactJSONResponse:
+    _: ReadKey,
+) -> Response:
     """List balances matching the filters, in a stable order, one page at a time.
 
     Pass `next_cursor` back as `start_cursor` for the next page (keyset pagination: pages stay
@@ -106,7 +119,7 @@ async def list_balances(
         has_more=next_cursor is not None,
         next_cursor=next_cursor,
     )
-    return ExactJSONResponse(response.model_dump())
+    return render(response)
 
 
 @router.post(
@@ -119,10 +132,16 @@ async def list_balances(
 async def delete_balance(
     params: Annotated[DeleteBalanceParams, Body(openapi_examples=examples.DELETE)],
     service: BalanceServiceDep,
-) -> ExactJSONResponse:
+    _: WriteKey,
+    idempotency: IdempotencyDep,
+) -> Response:
     """Delete one balance (same targeting rules as update).
 
     Its ledger stays, closed by a `delete` entry that takes it to zero.
     """
-    await service.delete(params)
-    return ExactJSONResponse(SuccessResponse().model_dump())
+
+    async def delete() -> Response:
+        await service.delete(params)
+        return render(SuccessResponse())
+
+    return await idempotency.run(delete)

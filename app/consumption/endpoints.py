@@ -2,8 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Response
 
+from app.auth.dependencies import ReadKey, RequestContextDep, WriteKey, authorize
+from app.auth.models import Scope
 from app.consumption.schemas import (
     CheckParams,
     CheckResponse,
@@ -14,8 +16,9 @@ from app.consumption.schemas import (
 )
 from app.consumption.service import ConsumptionService
 from app.core.database import SessionDep
-from app.core.dependencies import ClockDep, RequestContextDep, problem_responses
-from app.core.json import ExactJSONResponse, ExactJSONRoute
+from app.core.dependencies import ClockDep, problem_responses
+from app.core.json import ExactJSONRoute, render
+from app.idempotency.dependencies import IdempotencyDep
 
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 
@@ -66,7 +69,9 @@ async def check(
     params: Annotated[CheckParams, Body(openapi_examples=_CHECK_EXAMPLES)],
     service: ConsumptionServiceDep,
     clock: ClockDep,
-) -> ExactJSONResponse:
+    principal: ReadKey,
+    idempotency: IdempotencyDep,
+) -> Response:
     """Whether the customer may use `required_balance` (default 1) of a feature.
 
     `allowed` is true when a balance is unlimited, the feature's total remaining covers it, or a
@@ -76,18 +81,24 @@ async def check(
     - `lock`: an allowed check reserves `required_balance` until `balances.finalize` or
       `lock.expires_at` (ledger `lock`).
     """
-    result = await service.check(params)
-    response = CheckResponse(
-        allowed=result.allowed,
-        customer_id=params.customer_id,
-        feature_id=params.feature_id,
-        entity_id=params.entity_id,
-        required_balance=params.required_balance,
-        balance=FeatureBalance.of(params.feature_id, result.balances, clock.now()),
-        lock_id=result.lock.lock_id if result.lock else None,
-        reserved=result.lock.amount if result.lock else None,
-    )
-    return ExactJSONResponse(response.model_dump())
+    if params.send_event or params.lock is not None:
+        authorize(principal, Scope.WRITE)  # it changes balances
+
+    async def check() -> Response:
+        result = await service.check(params)
+        response = CheckResponse(
+            allowed=result.allowed,
+            customer_id=params.customer_id,
+            feature_id=params.feature_id,
+            entity_id=params.entity_id,
+            required_balance=params.required_balance,
+            balance=FeatureBalance.of(params.feature_id, result.balances, clock.now()),
+            lock_id=result.lock.lock_id if result.lock else None,
+            reserved=result.lock.amount if result.lock else None,
+        )
+        return render(response)
+
+    return await idempotency.run(check)
 
 
 @router.post(
@@ -101,7 +112,9 @@ async def track(
     params: Annotated[TrackParams, Body(openapi_examples=_TRACK_EXAMPLES)],
     service: ConsumptionServiceDep,
     clock: ClockDep,
-) -> ExactJSONResponse:
+    _: WriteKey,
+    idempotency: IdempotencyDep,
+) -> Response:
     """Deduct `value` across the feature's live balances, in one locked transaction.
 
     Order: shortest reset interval first, `one_off` last, then earliest expiry, then oldest.
@@ -110,15 +123,19 @@ async def track(
     `overage_allowed` take what the others cannot. A negative `value` gives back, in reverse
     order. Unlimited balances count usage and never block. One `track` entry per balance.
     """
-    result = await service.track(params)
-    now = clock.now()
-    response = TrackResponse(
-        customer_id=params.customer_id,
-        feature_id=params.feature_id,
-        entity_id=params.entity_id,
-        value=params.value,
-        deducted=result.deducted,
-        balance=FeatureBalance.of(params.feature_id, result.balances, now),
-        deductions=[Deduction.of(balance, amount, now) for balance, amount in result.deductions],
-    )
-    return ExactJSONResponse(response.model_dump())
+
+    async def track() -> Response:
+        result = await service.track(params)
+        now = clock.now()
+        response = TrackResponse(
+            customer_id=params.customer_id,
+            feature_id=params.feature_id,
+            entity_id=params.entity_id,
+            value=params.value,
+            deducted=result.deducted,
+            balance=FeatureBalance.of(params.feature_id, result.balances, now),
+            deductions=[Deduction.of(b, amount, now) for b, amount in result.deductions],
+        )
+        return render(response)
+
+    return await idempotency.run(track)

@@ -20,6 +20,13 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "info"
+    # Development only: every request acts as admin. `serve` refuses it on a public address.
+    insecure_no_auth: bool = False
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
+    idempotency_retention_hours: float = Field(default=24.0, ge=24)
+    # A request stuck behind a row lock fails fast with 503 lock_timeout instead of hanging.
+    lock_timeout_ms: int = Field(default=5_000, ge=1)
+    statement_timeout_ms: int = Field(default=15_000, ge=1)
     # 0 turns the background sweeper off; `balances sweep` still works on demand.
     sweep_interval_seconds: float = Field(default=0, ge=0)
     sweep_batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -36,7 +36,11 @@ class Database:
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout_seconds,
             pool_pre_ping=True,
-            connect_args={"application_name": "balances"},
+            connect_args={
+                "application_name": "balances",
+                "options": f"-c lock_timeout={settings.lock_timeout_ms}"
+                f" -c statement_timeout={settings.statement_timeout_ms}",
+            },
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 

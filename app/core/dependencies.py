@@ -5,7 +5,6 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from app.core.clock import Clock
-from app.core.context import RequestContext
 from app.core.schemas import Problem
 
 
@@ -14,25 +13,27 @@ def get_clock(request: Request) -> Clock:
     return clock
 
 
-def get_request_context(request: Request) -> RequestContext:
-    return RequestContext(request_id=getattr(request.state, "request_id", None))
-
-
 ClockDep = Annotated[Clock, Depends(get_clock)]
-RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]
 
 _PROBLEM_DESCRIPTIONS = {
+    401: "Missing, unknown or revoked API key (`unauthorized`).",
+    403: "The API key lacks the scope this operation needs (`forbidden`).",
     404: "Nothing matches (`balance_not_found`, `lock_not_found`).",
     409: "Conflict with the current state (`balance_exists`, `ambiguous_balance`, "
     "`balance_unlimited`, `insufficient_balance`, `lock_exists`, `lock_not_active`, "
     "`ambiguous_lock`).",
     413: "Body over 64 KiB (`payload_too_large`).",
-    422: "Invalid input (`invalid_request`, `amount_out_of_range`, `invalid_cursor`).",
+    415: "The body is not JSON (`unsupported_media_type`).",
+    422: "Invalid input (`invalid_request`, `amount_out_of_range`, `invalid_cursor`, "
+    "`idempotency_key_reused`).",
+    503: "A lock or statement took too long (`lock_timeout`, `statement_timeout`); retry.",
 }
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries documenting the problem+json errors an operation can answer."""
+    """OpenAPI entries documenting the problem+json errors an operation can answer (every
+    operation can also answer 401, 403, 413, 415 and 503)."""
+    statuses = tuple(sorted({*statuses, 401, 403, 413, 415, 503}))
     return {
         status: {
             "model": Problem,

@@ -4,13 +4,17 @@ Each error carries a stable machine-readable ``code`` (part of the wire contract
 it) and the HTTP status it maps to, so the mapping lives in exactly one place.
 """
 
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 
 class DomainError(Exception):
     code: str = "error"
     status: int = 400
     title: str = "Request failed"
+
+    headers: ClassVar[Mapping[str, str] | None] = None
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -97,3 +101,46 @@ class LockNotActive(DomainError):
     code = "lock_not_active"
     status = 409
     title = "Lock is not active"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+    headers: ClassVar[Mapping[str, str] | None] = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class ApiKeyNotFound(DomainError):
+    code = "api_key_not_found"
+    status = 404
+    title = "API key not found"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency key reused"
+
+
+class UnsupportedMediaType(DomainError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class ServiceUnavailable(DomainError):
+    """The database could not serve the request in time; safe to retry (nothing was applied)."""
+
+    status = 503
+    title = "Service unavailable"
+    headers: ClassVar[Mapping[str, str] | None] = MappingProxyType({"Retry-After": "1"})
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -15,6 +15,9 @@ import simplejson
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from app.core.errors import UnsupportedMediaType
 
 
 def _refuse_constant(name: str) -> Any:
@@ -42,6 +45,15 @@ class ExactJSONRequest(Request):
         return self._json
 
 
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
 class ExactJSONRoute(APIRoute):
     """Route class that hands endpoints an ``ExactJSONRequest`` so bodies parse exactly."""
 
@@ -49,6 +61,10 @@ class ExactJSONRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def exact_handler(request: Request) -> Response:
+            if request.method == "POST" and not _is_json(request.headers.get("content-type")):
+                raise UnsupportedMediaType(
+                    "Send the body as JSON (Content-Type: application/json)."
+                )
             return await handler(ExactJSONRequest(request.scope, request.receive))
 
         return exact_handler
@@ -59,3 +75,8 @@ class ExactJSONResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return dumps_exact(content)
+
+
+def render(model: BaseModel, status_code: int = 200) -> ExactJSONResponse:
+    """A response schema as exact JSON (Decimal stays Decimal until it is written)."""
+    return ExactJSONResponse(model.model_dump(), status_code=status_code)

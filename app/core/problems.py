@@ -5,9 +5,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
-from app.core.errors import DomainError
+from app.core.errors import DomainError, ServiceUnavailable
 from app.core.json import ExactJSONResponse
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,10 @@ def _problem(status: int, code: str, title: str, message: str, **extra: Any) -> 
 
 
 def problem_response(error: DomainError) -> ProblemResponse:
-    return _problem(error.status, error.code, error.title, error.message, **error.extra)
+    response = _problem(error.status, error.code, error.title, error.message, **error.extra)
+    if error.headers:
+        response.headers.update(error.headers)
+    return response
 
 
 def _error_item(error: Any) -> dict[str, Any]:
@@ -69,6 +73,29 @@ async def _on_http_error(request: Request, error: Exception) -> ProblemResponse:
     return response
 
 
+# SQLSTATEs that mean "try again shortly", not "bug": the transaction was rolled back whole.
+_RETRYABLE = {
+    "55P03": ("lock_timeout", "A balance stayed locked by another request for too long."),
+    "57014": ("statement_timeout", "The database took too long to answer."),
+    "40001": ("serialization_failure", "A concurrent change conflicted with this request."),
+    "40P01": ("deadlock_detected", "A concurrent change conflicted with this request."),
+}
+
+
+async def _on_database_error(request: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, DBAPIError)
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE:
+        code, message = _RETRYABLE[sqlstate]
+        return problem_response(ServiceUnavailable(code, f"{message} Nothing was applied; retry."))
+    if isinstance(error, OperationalError) and sqlstate is None:  # connection lost or refused
+        logger.warning("database unavailable: %s", error.orig)
+        return problem_response(
+            ServiceUnavailable("database_unavailable", "The database is unreachable; retry.")
+        )
+    return await _on_unexpected_error(request, error)
+
+
 async def _on_unexpected_error(request: Request, error: Exception) -> ProblemResponse:
     # Details go to the log, never to the client: no stack traces or SQL in responses.
     logger.exception("unhandled error", exc_info=error)
@@ -80,4 +107,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(DBAPIError, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected_error)

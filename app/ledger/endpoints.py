@@ -2,11 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
+from app.auth.dependencies import ReadKey
 from app.core.database import SessionDep
 from app.core.dependencies import ClockDep, problem_responses
-from app.core.json import ExactJSONResponse, ExactJSONRoute
+from app.core.json import ExactJSONRoute, render
 from app.ledger.schemas import HistoryParams, HistoryResponse, LedgerEntrySchema
 from app.ledger.service import LedgerReader
 
@@ -32,7 +33,8 @@ async def balance_history(
     params: Annotated[HistoryParams, Body(openapi_examples=_EXAMPLES)],
     session: SessionDep,
     clock: ClockDep,
-) -> ExactJSONResponse:
+    _: ReadKey,
+) -> Response:
     """The append-only ledger of one balance (or of a customer's feature), newest first.
 
     Every change is one entry with its `kind`, `remaining_delta`, `usage_delta` and the state
@@ -46,4 +48,4 @@ async def balance_history(
         has_more=next_cursor is not None,
         next_cursor=next_cursor,
     )
-    return ExactJSONResponse(response.model_dump())
+    return render(response)

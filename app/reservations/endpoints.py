@@ -2,14 +2,16 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Response
 
+from app.auth.dependencies import RequestContextDep, WriteKey
 from app.core.database import SessionDep
-from app.core.dependencies import ClockDep, RequestContextDep, problem_responses
+from app.core.dependencies import ClockDep, problem_responses
 from app.core.errors import LockNotActive
-from app.core.json import ExactJSONResponse, ExactJSONRoute
+from app.core.json import ExactJSONRoute, render
 from app.core.problems import problem_response
 from app.core.schemas import SuccessResponse
+from app.idempotency.dependencies import IdempotencyDep
 from app.reservations.models import LockStatus
 from app.reservations.schemas import FinalizeLockParams
 from app.reservations.service import ReservationService
@@ -45,7 +47,9 @@ async def finalize_lock(
     session: SessionDep,
     clock: ClockDep,
     context: RequestContextDep,
-) -> ExactJSONResponse:
+    _: WriteKey,
+    idempotency: IdempotencyDep,
+) -> Response:
     """Settle a lock taken by `balances.check` with `lock`.
 
     `confirm` keeps the reserved deduction, or with `override_value` deducts exactly that
@@ -53,10 +57,14 @@ async def finalize_lock(
     finalized once: again, or after its `expires_at`, is `409 lock_not_active` (an expired lock
     is given back automatically); an unknown `lock_id` is `404 lock_not_found`.
     """
-    status = await ReservationService(session, clock, context).finalize(params)
-    if status is LockStatus.EXPIRED:
-        # Returned, not raised: the automatic release must commit with this response.
-        return problem_response(
-            LockNotActive(f"Lock '{params.lock_id}' expired and was released automatically.")
-        )
-    return ExactJSONResponse(SuccessResponse().model_dump())
+
+    async def finalize() -> Response:
+        status = await ReservationService(session, clock, context).finalize(params)
+        if status is LockStatus.EXPIRED:
+            # Returned, not raised: the automatic release must commit with this response.
+            return problem_response(
+                LockNotActive(f"Lock '{params.lock_id}' expired and was released automatically.")
+            )
+        return render(SuccessResponse())
+
+    return await idempotency.run(finalize)

@@ -1,0 +1,20 @@
+"""The ``idempotency_keys`` table: the first answer to each (API key, Idempotency-Key)."""
+
+from datetime import datetime
+
+from sqlalchemy import DateTime, Integer, LargeBinary, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.models import Base
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_keys"
+
+    api_key_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary)  # sha256(path + canonical body)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
