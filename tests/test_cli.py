@@ -1,0 +1,93 @@
+"""The `balances` command as operators run it: keys, first run, the no-auth guard."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from app.core.migrations import upgrade_to_head
+
+
+@pytest.fixture
+def fresh_database(server_url: str) -> Iterator[str]:
+    """An empty, migrated database of its own: these tests count keys from zero."""
+    name = f"balances_cli_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    upgrade_to_head(url)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def balances(
+    database_url: str, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url}
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_keys_create_list_and_revoke(fresh_database: str) -> None:
+    created = balances(fresh_database, "keys", "create", "--name", "billing", "--scope", "write")
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["secret"].startswith("sk_") and len(key["secret"]) >= 40
+    assert key["scopes"] == ["write"]
+
+    listed = json.loads(balances(fresh_database, "keys", "list").stdout)
+    assert [k["id"] for k in listed] == [key["id"]]
+    assert key["secret"] not in json.dumps(listed)
+    with psycopg.connect(fresh_database) as conn:
+        stored = conn.execute("SELECT secret_hash FROM api_keys").fetchone()
+    assert stored is not None and key["secret"].encode() not in bytes(stored[0])
+
+    revoked = balances(fresh_database, "keys", "revoke", key["id"])
+    assert revoked.returncode == 0
+    assert json.loads(balances(fresh_database, "keys", "list").stdout)[0]["revoked_at"]
+
+
+def test_revoking_an_unknown_key_fails_clearly(fresh_database: str) -> None:
+    result = balances(fresh_database, "keys", "revoke", "key_nope")
+    assert result.returncode == 1
+    assert "There is no API key 'key_nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_insecure_no_auth_refuses_a_public_address(fresh_database: str) -> None:
+    result = balances(fresh_database, "serve", "--insecure-no-auth", "--host", "0.0.0.0")
+    assert result.returncode == 2
+    assert "refusing" in result.stderr
+
+
+def test_first_start_creates_and_prints_one_admin_key(fresh_database: str) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from app.cli import _run\n"
+        "from app.auth.commands import ensure_bootstrap_key\n"
+        "for _ in range(2): _run(sys.argv[1], ensure_bootstrap_key)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, fresh_database],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("sk_") == 1 and "admin key was created" in result.stderr
+    listed = json.loads(balances(fresh_database, "keys", "list").stdout)
+    assert [k["scopes"] for k in listed] == [["admin"]]
