@@ -28,16 +28,22 @@ T = TypeVar("T")
 
 @contextmanager
 def _database(data_dir: Path | None) -> Iterator[str]:
-    """DATABASE_URL if set; else an embedded server for the duration of the command."""
+    """DATABASE_URL if set; else an embedded server for the duration of the command.
+
+    The embedded database is ours alone, so it is always brought to the latest schema first
+    (`balances keys create` may well be the first command a newcomer runs).
+    """
     settings = get_settings()
     if settings.database_url:
         yield settings.database_url
         return
     from app.core.embedded_postgres import EmbeddedPostgres
+    from app.core.migrations import upgrade_to_head
 
     server = EmbeddedPostgres(data_dir or settings.data_dir).start()
     try:
         url = server.url()
+        upgrade_to_head(url)
         # uvicorn workers are child processes: they find the server through the environment.
         os.environ["DATABASE_URL"] = url
         get_settings.cache_clear()

@@ -80,9 +80,12 @@ async def _scenario(
     }
 
 
-async def _run(args: argparse.Namespace, base: str) -> dict[str, Any]:
+async def _run(args: argparse.Namespace, base: str, secret: str) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+    headers = {"authorization": f"Bearer {secret}"}
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=30, headers=headers
+    ) as client:
         for n in range(args.concurrency):
             body = {"customer_id": f"bench_{n}", "feature_id": "calls", "included_grant": 0}
             await client.post("/v1/balances.create", json=body)
@@ -120,23 +123,24 @@ def main() -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="balances-bench-") as data_dir:
-        command = [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-            "--data-dir",
-            data_dir,
-        ]
+        cli = [sys.executable, "-m", "app.cli"]
         env = {**os.environ, "BALANCES_LOG_LEVEL": "warning"}
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+        create_key = [*cli, "keys", "create", "--name", "bench", "--scope", "write"]
+        created = subprocess.run(
+            [*create_key, "--data-dir", data_dir],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        secret = json.loads(created.stdout)["secret"]
+        serve = [*cli, "serve", "--port", str(port), "--workers", str(args.workers)]
+        process = subprocess.Popen(
+            [*serve, "--data-dir", data_dir], env=env, stdout=subprocess.DEVNULL
+        )
         try:
             asyncio.run(_wait_ready(base, process))
-            results = asyncio.run(_run(args, base))
+            results = asyncio.run(_run(args, base, secret))
         finally:
             process.terminate()
             process.wait(timeout=30)
