@@ -7,7 +7,6 @@ commits for real, exactly as the service does, and the tables are emptied after 
 
 import os
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,6 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
-from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from app.auth.commands import create_key, revoke_key
@@ -26,7 +24,8 @@ from app.core.config import Settings
 from app.core.embedded_postgres import EmbeddedPostgres
 from app.core.migrations import upgrade_to_head
 from app.main import create_app
-from tests.helpers import Api
+from app.sweeper import Sweeper
+from tests.helpers import Api, throwaway_database
 
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -52,14 +51,9 @@ def server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(server_url: str) -> Iterator[str]:
     """A fresh database for this test run, migrated to head by alembic."""
-    name = f"balances_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with throwaway_database(server_url, "balances_test") as url:
+        upgrade_to_head(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -108,6 +102,12 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
         conn.execute(
             "TRUNCATE balances, balance_ledger, balance_locks, idempotency_keys RESTART IDENTITY"
         )
+
+
+@pytest.fixture
+def sweeper(app: FastAPI, clock: FrozenClock) -> Sweeper:
+    """A sweeper on the app's pool, with small batches so batching is exercised."""
+    return Sweeper(app.state.database.sessionmaker, clock, batch_size=2)
 
 
 @pytest.fixture

@@ -1,11 +1,15 @@
 """Small helpers so each test reads as one scenario."""
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import psycopg
 from psycopg import sql
+from sqlalchemy.engine import make_url
 
 from app.core.json import dumps_exact, loads_exact
 
@@ -83,3 +87,16 @@ def problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert body["status"] == status
     assert body["message"] == body["detail"] and body["detail"]
     return body
+
+
+@contextmanager
+def throwaway_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database on the test server, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

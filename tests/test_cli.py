@@ -4,28 +4,21 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from app.core.migrations import upgrade_to_head
+from tests.helpers import throwaway_database
 
 
 @pytest.fixture
 def fresh_database(server_url: str) -> Iterator[str]:
     """An empty, migrated database of its own: these tests count keys from zero."""
-    name = f"balances_cli_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    yield url
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with throwaway_database(server_url, "balances_cli") as url:
+        upgrade_to_head(url)
+        yield url
 
 
 def balances(

@@ -1,24 +1,18 @@
 """Migrations: the schema is built only by alembic, and it can be torn down and rebuilt."""
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
-from sqlalchemy.engine import make_url
 
 from app.core.migrations import downgrade_to_base, head_revision, upgrade_to_head
+from tests.helpers import throwaway_database
 
 
 @pytest.fixture
 def empty_database(server_url: str) -> Iterator[str]:
-    name = f"balances_migrations_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with throwaway_database(server_url, "balances_migrations") as url:
+        yield url
 
 
 def _tables(url: str) -> set[str]:

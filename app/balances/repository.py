@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.balances.models import Balance
+from app.core.models import equal_where_given
 
 
 def _is_live(now: datetime) -> ColumnElement[bool]:
@@ -52,16 +53,13 @@ class BalanceRepository:
         interval: str | None,
     ) -> Sequence[Balance]:
         """Balances matching the given fields, read without locks (for showing, not changing)."""
-        conditions: list[ColumnElement[bool]] = []
-        for column, value in (
+        conditions = equal_where_given(
             (Balance.customer_id, customer_id),
             (Balance.id, balance_id),
             (Balance.feature_id, feature_id),
             (Balance.entity_id, entity_id),
             (Balance.interval, interval),
-        ):
-            if value is not None:
-                conditions.append(column == value)
+        )
         return (await self.session.scalars(select(Balance).where(*conditions))).all()
 
     async def find_live(
@@ -159,13 +157,11 @@ class BalanceRepository:
         now: datetime,
     ) -> Sequence[Balance]:
         """One page in (customer_id, id) order, starting after the cursor (keyset pagination)."""
-        conditions: list[ColumnElement[bool]] = []
-        if customer_id is not None:
-            conditions.append(Balance.customer_id == customer_id)
-        if feature_id is not None:
-            conditions.append(Balance.feature_id == feature_id)
-        if entity_id is not None:
-            conditions.append(Balance.entity_id == entity_id)
+        conditions = equal_where_given(
+            (Balance.customer_id, customer_id),
+            (Balance.feature_id, feature_id),
+            (Balance.entity_id, entity_id),
+        )
         if include_active and not include_expired:
             conditions.append(_is_live(now))
         elif include_expired and not include_active:

@@ -155,14 +155,7 @@ class BalanceService:
 
     async def update(self, params: UpdateBalanceParams) -> Balance:
         now = self.clock.now()
-        balance = await self._lock_target(
-            params.customer_id,
-            params.feature_id,
-            params.entity_id,
-            params.interval,
-            params.balance_id,
-            now,
-        )
+        balance = await self._lock_target(params, now)
         # A due reset is persisted first, so the change applies to the balance as it is now.
         persist_due_reset(balance, now, self.ledger)
         changes_amount = any(
@@ -217,29 +210,18 @@ class BalanceService:
 
     async def delete(self, params: DeleteBalanceParams) -> None:
         now = self.clock.now()
-        balance = await self._lock_target(
-            params.customer_id,
-            params.feature_id,
-            params.entity_id,
-            params.interval,
-            params.balance_id,
-            now,
-        )
+        balance = await self._lock_target(params, now)
         persist_due_reset(balance, now, self.ledger)
         self.ledger.record_deletion(balance, now)
         await self.balances.delete(balance)
         await self.session.flush()
 
     async def _lock_target(
-        self,
-        customer_id: str,
-        feature_id: str | None,
-        entity_id: str | None,
-        interval: Interval | None,
-        balance_id: str | None,
-        now: datetime,
+        self, target: UpdateBalanceParams | DeleteBalanceParams, now: datetime
     ) -> Balance:
         """Find and lock the one balance a request targets (the spec's targeting rules)."""
+        customer_id, feature_id, entity_id = target.customer_id, target.feature_id, target.entity_id
+        interval, balance_id = target.interval, target.balance_id
         if balance_id is not None:
             balance = await self.balances.get_for_update(customer_id, balance_id)
             if (

@@ -1,7 +1,9 @@
 """Declarative base shared by every table; constraint names are fixed so migrations stay stable."""
 
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from typing import Any
+
+from sqlalchemy import ColumnElement, MetaData
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -14,3 +16,10 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def equal_where_given(
+    *filters: tuple[InstrumentedAttribute[Any], object | None],
+) -> list[ColumnElement[bool]]:
+    """``column = value`` for each filter that was given; ``None`` means "any"."""
+    return [column == value for column, value in filters if value is not None]

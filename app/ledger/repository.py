@@ -2,9 +2,10 @@
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.models import equal_where_given
 from app.ledger.models import LedgerEntry
 
 
@@ -28,17 +29,13 @@ class LedgerRepository:
         limit: int,
     ) -> Sequence[LedgerEntry]:
         """Entries newest first, starting below ``before_id`` (keyset pagination)."""
-        conditions: list[ColumnElement[bool]] = []
-        if customer_id is not None:
-            conditions.append(LedgerEntry.customer_id == customer_id)
-        if balance_id is not None:
-            conditions.append(LedgerEntry.balance_id == balance_id)
-        if feature_id is not None:
-            conditions.append(LedgerEntry.feature_id == feature_id)
-        if entity_id is not None:
-            conditions.append(LedgerEntry.entity_id == entity_id)
-        if interval is not None:
-            conditions.append(LedgerEntry.interval == interval)
+        conditions = equal_where_given(
+            (LedgerEntry.customer_id, customer_id),
+            (LedgerEntry.balance_id, balance_id),
+            (LedgerEntry.feature_id, feature_id),
+            (LedgerEntry.entity_id, entity_id),
+            (LedgerEntry.interval, interval),
+        )
         if before_id is not None:
             conditions.append(LedgerEntry.id < before_id)
         statement = (

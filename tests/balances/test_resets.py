@@ -5,11 +5,8 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.core.clock import FrozenClock
-from app.core.database import to_sqlalchemy_url
 from app.core.types import to_epoch_ms
 from app.sweeper import Sweeper
 from tests.conftest import START
@@ -104,13 +101,6 @@ async def test_anchor_on_the_31st_survives_short_months(api: Api, clock: FrozenC
     clock.set(jan_31.replace(month=3, day=1))  # past Jan 31 and Feb 28
     after = await api.update(add_to_balance=0)
     assert after["next_reset_at"] == to_epoch_ms(jan_31.replace(month=3))
-
-
-@pytest.fixture
-async def sweeper(database_url: str, clock: FrozenClock) -> Any:
-    engine = create_async_engine(to_sqlalchemy_url(database_url))
-    yield Sweeper(async_sessionmaker(engine, expire_on_commit=False), clock, batch_size=2)
-    await engine.dispose()
 
 
 async def test_sweeper_persists_due_resets_in_batches(

@@ -5,10 +5,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.core.clock import FrozenClock
-from app.core.database import to_sqlalchemy_url
 from app.sweeper import Sweeper
 from tests.conftest import START
 from tests.helpers import Api, problem
@@ -110,13 +108,6 @@ async def test_malformed_idempotency_key_is_refused(
     )
     problem(response, 422, "invalid_request")
     assert api.ledger_kinds(balance["id"]) == ["create"]
-
-
-@pytest.fixture
-async def sweeper(database_url: str, clock: FrozenClock) -> Any:
-    engine = create_async_engine(to_sqlalchemy_url(database_url))
-    yield Sweeper(async_sessionmaker(engine, expire_on_commit=False), clock, batch_size=2)
-    await engine.dispose()
 
 
 async def test_records_are_purged_after_retention(

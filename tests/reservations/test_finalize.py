@@ -4,11 +4,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-
 from app.core.clock import FrozenClock
-from app.core.database import to_sqlalchemy_url
 from app.core.types import to_epoch_ms
 from app.sweeper import Sweeper
 from tests.conftest import START
@@ -140,13 +136,6 @@ async def test_lock_taken_before_a_reset_is_not_given_back_into_the_new_period(
     assert (await finalize(api, "release")).status_code == 200
     page = await api.ok("balances.list", {"customer_id": "cus_1"})
     assert page["list"][0]["remaining"] == 10 and page["list"][0]["usage"] == 0
-
-
-@pytest.fixture
-async def sweeper(database_url: str, clock: FrozenClock) -> Any:
-    engine = create_async_engine(to_sqlalchemy_url(database_url))
-    yield Sweeper(async_sessionmaker(engine, expire_on_commit=False), clock, batch_size=2)
-    await engine.dispose()
 
 
 async def test_sweeper_releases_expired_locks(
