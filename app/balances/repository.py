@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.balances.models import Balance
+from app.core.metrics import LOCK_WAIT_SECONDS
 from app.core.models import equal_where_given
 
 
@@ -91,7 +92,8 @@ class BalanceRepository:
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-        return (await self.session.scalars(statement)).one_or_none()
+        with LOCK_WAIT_SECONDS.time():
+            return (await self.session.scalars(statement)).one_or_none()
 
     async def find_live_for_update(
         self,
@@ -123,7 +125,8 @@ class BalanceRepository:
             .with_for_update()
             .execution_options(populate_existing=True)
         )
-        return (await self.session.scalars(statement)).all()
+        with LOCK_WAIT_SECONDS.time():
+            return (await self.session.scalars(statement)).all()
 
     async def find_due_for_reset_for_update(self, now: datetime, limit: int) -> Sequence[Balance]:
         """Lock up to ``limit`` balances whose reset is due, skipping rows others hold.

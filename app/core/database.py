@@ -18,6 +18,10 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import Settings
+from app.core.metrics import MUTATIONS, POOL_IN_USE, POOL_SIZE
+
+# Ledger entry kinds written in this session, counted as mutations once the commit succeeds.
+COMMITTED_KINDS_KEY = "ledger_kinds"
 
 
 def to_sqlalchemy_url(database_url: str) -> URL:
@@ -44,14 +48,23 @@ class Database:
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
+    def report_pool_usage(self) -> None:
+        pool = self.engine.pool
+        POOL_IN_USE.set(pool.checkedout())  # type: ignore[attr-defined]
+        POOL_SIZE.set(pool.size())  # type: ignore[attr-defined]
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     database: Database = request.app.state.database
-    async with database.sessionmaker() as session, session.begin():
-        yield session
+    async with database.sessionmaker() as session:
+        async with session.begin():
+            yield session
+        # Committed: only now do the changes count.
+        for kind in session.info.get(COMMITTED_KINDS_KEY, ()):
+            MUTATIONS.labels(kind).inc()
 
 
 # scope="function": the commit runs when the endpoint returns, before the response goes out.

@@ -42,6 +42,10 @@ class ExactJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             self._json = loads_exact(await self.body())
+            if isinstance(self._json, dict):  # for the request log line
+                for field in ("customer_id", "feature_id"):
+                    if isinstance(self._json.get(field), str):
+                        self.scope.setdefault("state", {})[field] = self._json[field]
         return self._json
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from app.core.database import Database
 from app.core.json import ExactJSONResponse
+from app.core.metrics import exposition
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -16,6 +17,16 @@ router = APIRouter(tags=["health"])
 async def healthz() -> dict[str, str]:
     """The process is up and serving requests. Does not touch the database."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", operation_id="metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    """Request counts and latencies by operation, committed mutations by kind, row-lock wait
+    time, idempotent replays and database pool use, in Prometheus' text format."""
+    database: Database = request.app.state.database
+    database.report_pool_usage()
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.get(

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.clock import Clock
 from app.core.errors import DomainError, IdempotencyKeyReused, ServiceUnavailable
 from app.core.json import dumps_exact
+from app.core.metrics import IDEMPOTENT_REPLAYS
 from app.core.problems import problem_response
 from app.idempotency.repository import IdempotencyRepository
 
@@ -96,4 +97,5 @@ class Idempotency:
             media_type=record.content_type,
         )
         response.headers[REPLAYED_HEADER] = "true"
+        IDEMPOTENT_REPLAYS.inc()
         return response

@@ -11,6 +11,7 @@ from app.balances.resets import due_reset, state_at
 from app.core.clock import Clock
 from app.core.context import RequestContext
 from app.core.cursor import decode_cursor, encode_cursor
+from app.core.database import COMMITTED_KINDS_KEY
 from app.ledger.models import EntryKind, LedgerEntry
 from app.ledger.repository import LedgerRepository
 from app.ledger.schemas import HistoryParams
@@ -24,6 +25,7 @@ class LedgerWriter:
     def __init__(self, session: AsyncSession, context: RequestContext) -> None:
         self.repository = LedgerRepository(session)
         self.context = context
+        self.kinds: list[str] = session.info.setdefault(COMMITTED_KINDS_KEY, [])
 
     def record(
         self,
@@ -76,6 +78,7 @@ class LedgerWriter:
         version: int,
     ) -> None:
         remaining_after, usage_after, granted_after = after
+        self.kinds.append(kind)
         self.repository.append(
             LedgerEntry(
                 customer_id=balance.customer_id,
