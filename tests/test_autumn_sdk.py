@@ -5,58 +5,25 @@ test database; the client validates every response it parses, so a missing or mi
 fails here the way it would fail for our users.
 """
 
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from autumn_sdk import Autumn
 from autumn_sdk.errors import AutumnError
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.helpers import RunningService
 
 
 @pytest.fixture(scope="module")
 def service_url(database_url: str, keys: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "BALANCES_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    base = f"http://127.0.0.1:{port}"
+    service = RunningService({"DATABASE_URL": database_url}, "--host", "127.0.0.1")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"service exited: {process.stdout.read() if process.stdout else ''}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("service did not become ready in 30 s")
-            time.sleep(0.1)
-        yield base
+        yield service.wait_ready().url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        service.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,89 @@
+"""/metrics and the request log, as an operator sees them."""
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.core.logging import JsonFormatter, TextFormatter
+from tests.helpers import Api
+
+
+async def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = await api.client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_count_requests_mutations_replays_and_lock_waits(api: Api) -> None:
+    before = await scrape(api)
+    await api.create(included_grant=10)
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "add_to_balance": 1}
+    for _ in range(3):
+        await api.post("balances.update", body, idempotency_key="same")
+    missing = {**body, "feature_id": "nope"}
+    await api.post("balances.update", missing)
+    after = await scrape(api)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    ok = {"operation": "updateBalance", "status": "200"}
+    assert moved("balances_http_requests_total", **ok) == 3
+    assert moved("balances_http_requests_total", operation="updateBalance", status="404") == 1
+    assert moved("balances_mutations_total", kind="create") == 1
+    assert moved("balances_mutations_total", kind="add") == 1  # the replays changed nothing
+    assert moved("balances_idempotent_replays_total") == 2
+    assert moved("balances_row_lock_wait_seconds_count") == 2  # first update + the 404 lookup
+    assert moved("balances_http_request_duration_seconds_count", operation="createBalance") == 1
+    assert value(after, "balances_db_pool_size") >= 1
+
+
+async def test_rolled_back_changes_are_not_counted(api: Api) -> None:
+    await api.create(included_grant=1)
+    before = await scrape(api)
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "add_to_balance": 10**15 - 1}
+    assert (await api.post("balances.update", body)).status_code == 422
+    after = await scrape(api)
+    assert value(after, "balances_mutations_total", kind="add") == value(
+        before, "balances_mutations_total", kind="add"
+    )
+
+
+async def test_one_json_log_line_per_request_without_the_secret(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    await api.create(included_grant=10)
+    caplog.clear()
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "add_to_balance": 1}
+    with caplog.at_level(logging.INFO, logger="balances.request"):
+        await api.post("balances.update", body, x_request_id="req-log-1")
+    records = [r for r in caplog.records if r.name == "balances.request"]
+    assert len(records) == 1
+    line = JsonFormatter().format(records[0])
+    entry = json.loads(line)
+    assert entry["request_id"] == "req-log-1"
+    assert entry["operation"] == "updateBalance"
+    assert entry["customer_id"] == "cus_1" and entry["feature_id"] == "api_calls"
+    assert entry["status"] == 200 and entry["duration_ms"] > 0
+    assert entry["api_key_id"].startswith("key_")
+    assert api.secret not in line and "sk_" not in line
+
+
+async def test_text_format_is_readable(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="balances.request"):
+        await api.client.get("/healthz")
+    record = next(r for r in caplog.records if r.name == "balances.request")
+    text = TextFormatter().format(record)
+    assert "GET /healthz 200" in text and "operation=healthz" in text
