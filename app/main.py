@@ -13,6 +13,7 @@ from app.consumption.endpoints import router as consumption_router
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
 from app.core.database import Database
+from app.core.docs import OPENAPI_TAGS, install_docs
 from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.core.migrations import head_revision
 from app.core.observability import ObservabilityMiddleware
@@ -59,6 +60,9 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by app.core.docs from local assets
+        redoc_url=None,
+        openapi_tags=OPENAPI_TAGS,
     )
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
@@ -75,4 +79,5 @@ def create_app(
     app.include_router(reservations_router)
     app.include_router(ledger_router)
     app.include_router(health_router)
+    install_docs(app)
     return app
