@@ -4,7 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field, StrictBool, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from app.balances import models
 from app.balances.models import Interval
@@ -110,7 +110,39 @@ class Reset(ResponseSchema):
     resets_at: EpochMillis | None
 
 
+_BALANCE_EXAMPLE = {
+    "id": "bal_01M86DMT1QTN9BA5H2BXPXNZHJ",
+    "customer_id": "cus_123",
+    "feature_id": "api_calls",
+    "entity_id": None,
+    "plan_id": None,
+    "included_grant": 1000,
+    "prepaid_grant": 0,
+    "adjustment": 250.5,
+    "granted": 1250.5,
+    "usage": 300,
+    "remaining": 950.5,
+    "unlimited": False,
+    "overage_allowed": False,
+    "reset": {"interval": "month", "interval_count": 1, "resets_at": 1798103969847},
+    "interval": "month",
+    "next_reset_at": 1798103969847,
+    "expires_at": None,
+    "status": "active",
+    "version": 4,
+    "price": None,
+    "rollovers": [],
+    "source": "customer",
+    "created_at": 1795511969847,
+    "updated_at": 1795512000000,
+}
+
+
 class Balance(ResponseSchema):
+    model_config = ConfigDict(
+        from_attributes=True, json_schema_extra={"examples": [_BALANCE_EXAMPLE]}
+    )
+
     id: str
     customer_id: str
     feature_id: str
