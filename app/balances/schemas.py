@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic.config import JsonDict
 
 from app.balances import models
 from app.balances.models import Interval
@@ -110,7 +111,7 @@ class Reset(ResponseSchema):
     resets_at: EpochMillis | None
 
 
-_BALANCE_EXAMPLE = {
+_BALANCE_EXAMPLE: JsonDict = {
     "id": "bal_01M86DMT1QTN9BA5H2BXPXNZHJ",
     "customer_id": "cus_123",
     "feature_id": "api_calls",
