@@ -48,6 +48,8 @@ class Balance(Base):
     reset_anchor_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_reset_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # How many times the balance has reset: identifies the period a reservation was taken in.
+    reset_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
     version: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

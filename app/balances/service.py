@@ -70,6 +70,7 @@ def persist_due_reset(balance: Balance, now: datetime, ledger: LedgerWriter) -> 
     remaining_before, usage_before = balance.remaining, balance.usage
     balance.usage = balance.adjustment = Decimal(0)
     balance.next_reset_at = next_reset_at
+    balance.reset_count += 1
     ledger.record(
         balance,
         EntryKind.RESET,

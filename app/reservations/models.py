@@ -34,7 +34,7 @@ class BalanceLock(Base):
     entity_id: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
     amount: Mapped[Decimal] = mapped_column(Numeric(30, 9))
-    # [{"balance_id": str, "value": "decimal as text", "period": epoch ms or null}]
+    # [{"balance_id": str, "value": "decimal as text", "period": the balance's reset_count}]
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     overage_behavior: Mapped[str] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -24,7 +24,6 @@ from app.core.errors import (
     LockNotActive,
     LockNotFound,
 )
-from app.core.types import to_epoch_ms
 from app.ledger.models import EntryKind
 from app.ledger.service import LedgerWriter
 from app.reservations.models import BalanceLock, LockStatus
@@ -206,8 +205,9 @@ class ReservationService:
         apply_usage(plan, kind, now, self.ledger)
 
 
-def _period(balance: Balance) -> int | None:
-    return to_epoch_ms(balance.next_reset_at) if balance.next_reset_at else None
+def _period(balance: Balance) -> int:
+    """Which reset period the balance is in (its reset count)."""
+    return balance.reset_count
 
 
 def _settle(lock: BalanceLock, status: LockStatus, now: datetime) -> None:

@@ -127,6 +127,15 @@ async def test_finalizing_an_expired_lock_releases_it_and_answers_409(
     problem(await finalize(api, "confirm"), 409, "lock_not_active")
 
 
+async def test_release_after_the_schedule_moved_still_gives_back(api: Api) -> None:
+    balance = await api.create(included_grant=10, reset={"interval": "day"})
+    await reserve(api, 4)
+    await api.update(balance_id=balance["id"], next_reset_at=to_epoch_ms(START) + 3_600_000)
+    assert (await finalize(api, "release")).status_code == 200
+    page = await api.ok("balances.list", {"customer_id": "cus_1"})
+    assert page["list"][0]["remaining"] == 10
+
+
 async def test_lock_taken_before_a_reset_is_not_given_back_into_the_new_period(
     api: Api, clock: FrozenClock
 ) -> None:
