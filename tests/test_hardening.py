@@ -2,8 +2,13 @@
 
 import asyncio
 
+import httpx
 import psycopg
+from fastapi import FastAPI
 
+from app.core.clock import FrozenClock
+from app.core.config import Settings
+from app.main import create_app
 from tests.helpers import Api, problem
 
 ADD = {"customer_id": "cus_1", "feature_id": "api_calls", "add_to_balance": 1}
@@ -44,3 +49,39 @@ async def test_error_bodies_carry_no_internals(api: Api) -> None:
     response = await api.post("balances.update", '{"customer_id": ')
     text = response.text.lower()
     assert "traceback" not in text and "select" not in text and "sqlalchemy" not in text
+
+
+async def test_an_unexpected_failure_is_a_bare_500_problem(api: Api, app: FastAPI) -> None:
+    from app.balances.endpoints import get_balance_service
+
+    class Exploding:
+        async def update(self, params: object) -> None:
+            raise RuntimeError("secret internal detail")
+
+    app.dependency_overrides[get_balance_service] = Exploding
+    # As under uvicorn: the 500 is sent, and the exception goes on to the server's log.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = {"authorization": f"Bearer {api.secret}"}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.post("/v1/balances.update", json=ADD, headers=headers)
+    finally:
+        app.dependency_overrides.clear()
+    body = problem(response, 500, "internal_error")
+    assert "secret internal detail" not in response.text and "Traceback" not in response.text
+    assert body["detail"] == "The server failed to handle this request."
+
+
+async def test_an_unreachable_database_is_503_not_500(clock: FrozenClock) -> None:
+    unreachable = "postgresql://nobody@/nowhere?host=/nonexistent-socket-dir"
+    app = create_app(Settings(database_url=unreachable, db_pool_timeout_seconds=2), clock=clock)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://balances.test") as client:
+        response = await client.post(
+            "/v1/balances.list", json={}, headers={"authorization": "Bearer sk_any"}
+        )
+        ready = await client.get("/readyz")
+    await app.state.database.dispose()
+    problem(response, 503, "database_unavailable")
+    assert response.headers["retry-after"] == "1"
+    assert ready.status_code == 503 and ready.json()["database"] == "unreachable"
