@@ -55,7 +55,7 @@ ReadKey = Annotated[Principal, Depends(require(Scope.READ))]
 WriteKey = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 
-def get_request_context(request: Request, principal: PrincipalDep) -> RequestContext:
+async def get_request_context(request: Request, principal: PrincipalDep) -> RequestContext:
     return RequestContext(
         request_id=getattr(request.state, "request_id", None),
         api_key_id=principal.key_id,

@@ -25,7 +25,7 @@ from app.idempotency.dependencies import IdempotencyDep
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 
 
-def get_balance_service(
+async def get_balance_service(
     session: SessionDep, clock: ClockDep, context: RequestContextDep
 ) -> BalanceService:
     return BalanceService(session, clock, context)

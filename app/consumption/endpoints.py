@@ -23,7 +23,7 @@ from app.idempotency.dependencies import IdempotencyDep
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 
 
-def get_consumption_service(
+async def get_consumption_service(
     session: SessionDep, clock: ClockDep, context: RequestContextDep
 ) -> ConsumptionService:
     return ConsumptionService(session, clock, context)

@@ -8,7 +8,9 @@ from app.core.clock import Clock
 from app.core.schemas import Problem
 
 
-def get_clock(request: Request) -> Clock:
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per dependency per request on the hot path.
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 

@@ -11,7 +11,7 @@ from app.core.errors import InvalidRequest
 from app.idempotency.service import Idempotency, fingerprint
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(
