@@ -6,13 +6,18 @@ balances, then runs two bounded scenarios over loopback HTTP:
 - hot: every request adds 1 to the SAME balance (worst case: all writers queue on one row lock);
 - spread: each client updates its own balance (the common case: no lock contention).
 
+With --wrk SECONDS (and Debian's `wrk` installed), the spread scenario is also driven by wrk,
+a C load generator, so the Python client's own CPU does not cap the measurement.
+
 Usage: python benchmarks/update_throughput.py [--requests 2000] [--concurrency 16] [--workers 1]
+       [--wrk 10]
 """
 
 import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -113,11 +118,49 @@ async def _run(args: argparse.Namespace, base: str, secret: str) -> dict[str, An
         return results
 
 
+_WRK_SCRIPT = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = '{"customer_id":"bench_' .. (counter %% %(clients)d) ..
+    '","feature_id":"calls","add_to_balance":1}'
+  return wrk.format("POST", "/v1/balances.update",
+    {["content-type"]="application/json", ["authorization"]="Bearer %(secret)s"}, body)
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format(
+    '{"requests":%%d,"failures":%%d,"seconds":%%.3f,"requests_per_second":%%.1f,' ..
+    '"latency_ms":{"p50":%%.2f,"p95":%%.2f,"p99":%%.2f,"max":%%.2f}}\\n',
+    summary.requests, errors, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50) / 1e3, latency:percentile(95) / 1e3, latency:percentile(99) / 1e3,
+    latency.max / 1e3))
+end
+"""
+
+
+def _wrk(base: str, secret: str, clients: int, seconds: int) -> dict[str, Any]:
+    """The spread scenario under wrk; its Lua `done` hook prints the summary as JSON."""
+    if shutil.which("wrk") is None:
+        return {"skipped": "wrk is not installed (apt-get install wrk)"}
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_WRK_SCRIPT % {"clients": clients, "secret": secret})
+    try:
+        command = ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "-s", script.name, base]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--wrk", type=int, default=0, metavar="SECONDS")
     args = parser.parse_args()
 
     port = _free_port()
@@ -141,6 +184,8 @@ def main() -> None:
         try:
             asyncio.run(_wait_ready(base, process))
             results = asyncio.run(_run(args, base, secret))
+            if args.wrk:
+                results["spread_wrk"] = _wrk(base, secret, args.concurrency, args.wrk)
         finally:
             process.terminate()
             process.wait(timeout=30)
