@@ -1,5 +1,6 @@
 """Wire types shared by every schema: exact quantities, epoch-millisecond times, opaque IDs."""
 
+import decimal
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -8,6 +9,22 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, Wi
 
 QUANTITY_LIMIT = Decimal(10) ** 15
 QUANTITY_PLACES = 9
+
+
+def use_exact_decimal_arithmetic() -> None:
+    """Make every Decimal operation in the process exact, or an error: never silently rounded.
+
+    Python's default context keeps 28 significant digits, and a feature balance summing many
+    amounts of 24 digits (15 + 9 decimals) could exceed that and round without a word. 50
+    digits cover any sum this service can form; a trap turns anything inexact into an error.
+    Applied to this thread's context and to the default that new threads copy.
+    """
+    for context in (decimal.DefaultContext, decimal.getcontext()):
+        context.prec = 50
+        context.traps[decimal.Inexact] = True
+
+
+use_exact_decimal_arithmetic()
 _MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the last instant datetime can hold
 
 
