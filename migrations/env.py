@@ -40,6 +40,9 @@ def run_migrations_online() -> None:
             connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
             )
+            # DDL queued behind a long transaction would block all traffic behind it: give up
+            # after a while instead, and let the deploy retry.
+            connection.execute(text("SET LOCAL lock_timeout = '15s'"))
             context.run_migrations()
     engine.dispose()
 
