@@ -61,6 +61,19 @@ async def test_rolled_back_changes_are_not_counted(api: Api) -> None:
     )
 
 
+async def test_changes_rolled_back_under_an_idempotency_key_are_not_counted(api: Api) -> None:
+    await api.create(included_grant=1)
+    before = await scrape(api)
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "included_grant": 5}
+    body["add_to_balance"] = 10**15 - 1  # the grant entry is written, then the add fails
+    response = await api.post("balances.update", body, idempotency_key="rolled-back")
+    assert response.status_code == 422
+    after = await scrape(api)
+    assert value(after, "balances_mutations_total", kind="set_included_grant") == value(
+        before, "balances_mutations_total", kind="set_included_grant"
+    )
+
+
 async def test_one_json_log_line_per_request_without_the_secret(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -13,6 +13,7 @@ from fastapi import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import Clock
+from app.core.database import COMMITTED_KINDS_KEY
 from app.core.errors import DomainError, IdempotencyKeyReused, ServiceUnavailable
 from app.core.json import dumps_exact
 from app.core.metrics import IDEMPOTENT_REPLAYS
@@ -62,11 +63,14 @@ class Idempotency:
         )
         if not claimed:
             return await self._replay()
+        kinds = self.session.info.setdefault(COMMITTED_KINDS_KEY, [])
+        written_before = len(kinds)
         savepoint = await self.session.begin_nested()
         try:
             response = await mutation()
         except DomainError as error:
             await savepoint.rollback()
+            del kinds[written_before:]  # rolled back: not mutations to count
             response = problem_response(error)
         else:
             await savepoint.commit()
