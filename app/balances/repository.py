@@ -79,6 +79,24 @@ class BalanceRepository:
         )
         return (await self.session.scalars(statement)).all()
 
+    async def get_by_key_for_update(
+        self, customer_id: str, feature_id: str, entity_id: str | None, interval: str
+    ) -> Balance | None:
+        """Lock the balance holding a key (live or expired), to retire it if it has expired."""
+        statement = (
+            select(Balance)
+            .where(
+                Balance.customer_id == customer_id,
+                Balance.feature_id == feature_id,
+                Balance.entity_id.is_not_distinct_from(entity_id),
+                Balance.interval == interval,
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        with LOCK_WAIT_SECONDS.time():
+            return (await self.session.scalars(statement)).one_or_none()
+
     async def get_for_update(self, customer_id: str, balance_id: str) -> Balance | None:
         """Lock one balance for the read-check-write of a mutation.
 

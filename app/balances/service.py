@@ -93,32 +93,52 @@ class BalanceService:
         interval = params.reset.interval if params.reset else Interval.ONE_OFF
         interval_count = params.reset.interval_count if params.reset else 1
         anchor, next_reset_at = self._initial_schedule(params, interval, interval_count, now)
-        balance = await self.balances.insert(
-            {
-                "customer_id": params.customer_id,
-                "id": params.balance_id or new_balance_id(),
-                "feature_id": params.feature_id,
-                "entity_id": params.entity_id,
-                "interval": interval,
-                "interval_count": interval_count,
-                "included_grant": params.included_grant,
-                "prepaid_grant": Decimal(0),
-                "adjustment": Decimal(0),
-                "usage": Decimal(0),
-                "unlimited": params.unlimited,
-                "overage_allowed": params.overage_allowed,
-                "reset_anchor_at": anchor,
-                "next_reset_at": next_reset_at,
-                "expires_at": params.expires_at,
-                "version": 0,  # the create entry below makes it 1
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
+        values = {
+            "customer_id": params.customer_id,
+            "id": params.balance_id or new_balance_id(),
+            "feature_id": params.feature_id,
+            "entity_id": params.entity_id,
+            "interval": interval,
+            "interval_count": interval_count,
+            "included_grant": params.included_grant,
+            "prepaid_grant": Decimal(0),
+            "adjustment": Decimal(0),
+            "usage": Decimal(0),
+            "unlimited": params.unlimited,
+            "overage_allowed": params.overage_allowed,
+            "reset_anchor_at": anchor,
+            "next_reset_at": next_reset_at,
+            "expires_at": params.expires_at,
+            "version": 0,  # the create entry below makes it 1
+            "created_at": now,
+            "updated_at": now,
+        }
+        balance = await self.balances.insert(values)
+        if balance is None and await self._retire_expired(params, interval, now):
+            balance = await self.balances.insert(values)
         if balance is None:
-            raise await self._conflict(params, interval, now)
+            raise await self._conflict(params, interval)
         self.ledger.record(balance, EntryKind.CREATE, now, remaining_delta=balance.remaining)
         return balance
+
+    async def _retire_expired(
+        self, params: CreateBalanceParams, interval: Interval, now: datetime
+    ) -> bool:
+        """Delete an expired balance holding the key, so a new one can take it.
+
+        Only live balances own their key; an expired one no longer counts and is closed with a
+        `delete` entry, as if deleted by hand. Its history stays readable by its id.
+        """
+        holder = await self.balances.get_by_key_for_update(
+            params.customer_id, params.feature_id, params.entity_id, interval
+        )
+        if holder is None or not holder.is_expired(now):
+            return False
+        persist_due_reset(holder, now, self.ledger)
+        self.ledger.record_deletion(holder, now)
+        await self.balances.delete(holder)
+        await self.session.flush()
+        return True
 
     @staticmethod
     def _initial_schedule(
@@ -134,25 +154,18 @@ class BalanceService:
             raise InvalidRequest("next_reset_at must be in the future.")
         return params.next_reset_at, params.next_reset_at
 
-    async def _conflict(
-        self, params: CreateBalanceParams, interval: Interval, now: datetime
-    ) -> BalanceExists:
+    async def _conflict(self, params: CreateBalanceParams, interval: Interval) -> BalanceExists:
         if params.balance_id and await self.balances.get(params.customer_id, params.balance_id):
             return BalanceExists(f"A balance with id '{params.balance_id}' already exists.")
         existing = await self.balances.get_by_key(
             params.customer_id, params.feature_id, params.entity_id, interval
         )
         where = f" for entity '{params.entity_id}'" if params.entity_id else ""
-        message = (
-            f"Customer '{params.customer_id}' already has a {interval} balance of feature "
-            f"'{params.feature_id}'{where}"
+        return BalanceExists(
+            f"Customer '{params.customer_id}' already has a live {interval} balance of feature "
+            f"'{params.feature_id}'{where}.",
+            balance_id=existing.id if existing else None,
         )
-        if existing is not None and existing.is_expired(now):
-            return BalanceExists(
-                f"{message} (expired, id '{existing.id}'): delete it before creating another.",
-                balance_id=existing.id,
-            )
-        return BalanceExists(f"{message}.", balance_id=existing.id if existing else None)
 
     async def update(self, params: UpdateBalanceParams) -> Balance:
         now = self.clock.now()

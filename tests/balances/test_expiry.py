@@ -1,5 +1,6 @@
 """Expiry: after expires_at a balance stops counting but can still be found by its id."""
 
+import asyncio
 from datetime import timedelta
 
 from app.core.clock import FrozenClock
@@ -59,9 +60,32 @@ async def test_setting_expires_at_in_the_past_expires_now(api: Api) -> None:
     assert api.ledger_kinds(balance["id"]) == ["create", "set_times"]
 
 
-async def test_creating_over_an_expired_balance_names_it(api: Api, clock: FrozenClock) -> None:
-    balance = await api.create(included_grant=5, expires_at=IN_ONE_HOUR)
+async def test_creating_over_an_expired_balance_retires_it(api: Api, clock: FrozenClock) -> None:
+    old = await api.create(included_grant=5, expires_at=IN_ONE_HOUR)
+    await api.update(usage=2)
     clock.set(START + timedelta(hours=2))
+    new = await api.create(included_grant=9)
+    assert new["id"] != old["id"] and new["remaining"] == 9 and new["status"] == "active"
+    assert api.ledger_kinds(old["id"]) == ["create", "set_usage", "delete"]
+    assert api.count("balances") == 1
+    assert api.invariant_violations() == []
+
+
+async def test_a_live_balance_still_holds_its_key(api: Api, clock: FrozenClock) -> None:
+    live = await api.create(included_grant=5, expires_at=IN_ONE_HOUR)
+    clock.set(START + timedelta(minutes=59))
     body = {"customer_id": "cus_1", "feature_id": "api_calls", "included_grant": 9}
     error = problem(await api.post("balances.create", body), 409, "balance_exists")
-    assert "expired" in error["detail"] and error["balance_id"] == balance["id"]
+    assert error["balance_id"] == live["id"]
+
+
+async def test_concurrent_creates_over_an_expired_balance_make_one(
+    api: Api, clock: FrozenClock
+) -> None:
+    await api.create(included_grant=5, expires_at=IN_ONE_HOUR)
+    clock.set(START + timedelta(hours=2))
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "included_grant": 9}
+    responses = await asyncio.gather(*(api.post("balances.create", body) for _ in range(8)))
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 7
+    assert api.count("balances") == 1
+    assert api.invariant_violations() == []
