@@ -71,3 +71,21 @@ def test_embedded_postgres_stops_on_exit_and_keeps_its_data(tmp_path: Path) -> N
     ).json()
     assert third.stop() == 0
     assert [b["remaining"] for b in listed["list"]] == [7]
+
+
+def test_two_workers_report_their_metrics_together(database_url: str, keys: dict[str, str]) -> None:
+    service = RunningService({"DATABASE_URL": database_url}, "--workers", "2").wait_ready()
+    try:
+        headers = {"authorization": f"Bearer {keys['read']}"}
+        for _ in range(6):  # a connection each: the kernel spreads them over both workers
+            listed = httpx.post(f"{service.url}/v1/balances.list", json={}, headers=headers)
+            assert listed.status_code == 200
+        scrape = httpx.get(f"{service.url}/metrics").text
+    finally:
+        assert service.stop() == 0
+    line = next(
+        line
+        for line in scrape.splitlines()
+        if line.startswith('balances_http_requests_total{operation="listBalances",status="200"}')
+    )
+    assert float(line.split()[-1]) == 6
