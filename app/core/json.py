@@ -28,8 +28,12 @@ def _refuse_constant(name: str) -> Any:
 def loads_exact(raw: bytes | str) -> Any:
     try:
         return json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+    except json.JSONDecodeError:
+        raise
     except RecursionError as error:  # a few KiB of "[[[[" must be a 422, not a crash
         raise json.JSONDecodeError("nested too deeply", "", 0) from error
+    except ValueError as error:  # an integer of more than 4300 digits, invalid UTF-8…
+        raise json.JSONDecodeError(str(error), "", 0) from error
 
 
 def dumps_exact(content: Any) -> bytes:

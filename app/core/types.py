@@ -25,7 +25,9 @@ def use_exact_decimal_arithmetic() -> None:
 
 
 use_exact_decimal_arithmetic()
+
 _MAX_EPOCH_MS = 253402300799999  # 9999-12-31T23:59:59.999Z, the last instant datetime can hold
+_MAX_EXPONENT = 40
 
 
 def json_number_only(value: Any) -> Any:
@@ -33,6 +35,9 @@ def json_number_only(value: Any) -> Any:
     # arrives as int or Decimal. Strings and booleans are refused rather than coerced.
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise ValueError("must be a JSON number")
+    # 1e999999999 is a valid JSON number; turning it into an int would take minutes.
+    if isinstance(value, Decimal) and abs(value.adjusted()) > _MAX_EXPONENT:
+        raise ValueError(f"must be between 1e-{_MAX_EXPONENT} and 1e{_MAX_EXPONENT}")
     return value
 
 

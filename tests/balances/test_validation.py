@@ -1,5 +1,6 @@
 """Bad input: a clean 4xx problem+json with a stable code, and nothing written."""
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -81,6 +82,22 @@ async def test_invalid_fields_are_refused(
     assert any(field in loc or loc == ["body"] for loc in locations), locations
     assert field in error["detail"] or "body" in error["detail"]
     nothing_written(api)
+
+
+@pytest.mark.parametrize("field", ["add_to_balance", "next_reset_at", "expires_at"])
+@pytest.mark.parametrize("number", ["1e999999999", "1e-999999999", "9" * 5000])
+async def test_absurd_numbers_are_refused_quickly(
+    api: Api, existing: dict[str, Any], field: str, number: str
+) -> None:
+    raw = BASE + f'"{field}": {number}}}'
+    response = await asyncio.wait_for(api.post("balances.update", raw), timeout=10)
+    problem(response, 422, "invalid_request")
+    nothing_written(api)
+
+
+async def test_invalid_utf8_is_refused(api: Api, existing: dict[str, Any]) -> None:
+    raw = BASE.encode() + b'"add_to_balance": 1, "x": "\xff\xfe"}'
+    problem(await api.post("balances.update", raw), 422, "invalid_request")
 
 
 async def test_nine_decimal_places_are_accepted_exactly(api: Api, existing: dict[str, Any]) -> None:
