@@ -18,7 +18,7 @@ def decode_cursor(cursor: str, *types: type) -> tuple[Any, ...]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         key = json.loads(raw)
-    except (binascii.Error, ValueError) as error:
+    except (binascii.Error, ValueError, RecursionError) as error:
         raise InvalidCursor("start_cursor is not a cursor this service returned.") from error
     if (
         not isinstance(key, list)

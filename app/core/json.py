@@ -25,15 +25,34 @@ def _refuse_constant(name: str) -> Any:
     raise json.JSONDecodeError(f"{name} is not a number", name, 0)
 
 
+MAX_DEPTH = 32  # no request of ours nests deeper than 4; anything past this is an attack
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether containers nest deeper than MAX_DEPTH (iterative: recursion could overflow)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def loads_exact(raw: bytes | str) -> Any:
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
+        parsed = json.loads(raw, parse_float=Decimal, parse_constant=_refuse_constant)
     except json.JSONDecodeError:
         raise
     except RecursionError as error:  # a few KiB of "[[[[" must be a 422, not a crash
         raise json.JSONDecodeError("nested too deeply", "", 0) from error
     except ValueError as error:  # an integer of more than 4300 digits, invalid UTF-8…
         raise json.JSONDecodeError(str(error), "", 0) from error
+    if _too_deep(parsed):  # later steps (fingerprints, validation) recurse over the body
+        raise json.JSONDecodeError("nested too deeply", "", 0)
+    return parsed
 
 
 def dumps_exact(content: Any) -> bytes:

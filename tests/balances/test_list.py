@@ -1,5 +1,6 @@
 """balances.list: filters, statuses and keyset pagination."""
 
+import base64
 from datetime import timedelta
 
 import pytest
@@ -60,7 +61,10 @@ async def test_empty_start_cursor_means_the_first_page(api: Api) -> None:
     assert await list_ids(api, start_cursor="") == [balance["id"]]
 
 
-@pytest.mark.parametrize("cursor", ["garbage!", "WzFd", "eyJhIjoxfQ"])
+DEEP_CURSOR = base64.urlsafe_b64encode(b"[" * 1500).decode()
+
+
+@pytest.mark.parametrize("cursor", ["garbage!", "WzFd", "eyJhIjoxfQ", DEEP_CURSOR])
 async def test_foreign_cursor_is_refused(api: Api, cursor: str) -> None:
     body = {"start_cursor": cursor}
     problem(await api.post("balances.list", body), 422, "invalid_cursor")

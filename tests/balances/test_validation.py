@@ -138,6 +138,17 @@ async def test_deeply_nested_json_is_refused(api: Api, existing: dict[str, Any])
     nothing_written(api)
 
 
+async def test_moderately_nested_properties_are_refused_with_a_key(
+    api: Api, existing: dict[str, Any]
+) -> None:
+    # Deep enough to crash a recursive walk of the body, small enough for the parser.
+    nested = "[" * 900 + "]" * 900
+    raw = '{"customer_id": "cus_1", "feature_id": "api_calls", "properties": {"x": ' + nested
+    response = await api.post("balances.track", raw + "}}", idempotency_key="deep")
+    problem(response, 422, "invalid_request")
+    nothing_written(api)
+
+
 async def test_body_over_the_limit_is_refused_by_declared_size(
     api: Api, existing: dict[str, Any]
 ) -> None:
