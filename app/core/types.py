@@ -55,7 +55,14 @@ Quantity = Annotated[
         allow_inf_nan=False, decimal_places=QUANTITY_PLACES, gt=-QUANTITY_LIMIT, lt=QUANTITY_LIMIT
     ),
     PlainSerializer(normalize_decimal),
-    WithJsonSchema({"type": "number"}),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "exclusiveMinimum": -(10**15),
+            "exclusiveMaximum": 10**15,
+            "description": "Exact: at most 9 decimal places.",
+        }
+    ),
 ]
 """An exact amount: a JSON number, finite, at most 9 decimals, magnitude below 10^15."""
 
@@ -99,5 +106,13 @@ def _printable_id(value: str) -> str:
     return value
 
 
-ExternalId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_printable_id)]
+ExternalId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        json_schema_extra={"pattern": "^[^\\u0000-\\u001f\\u007f]+$"},  # for clients
+    ),
+    AfterValidator(_printable_id),  # enforces: str.isprintable(), stricter than the pattern
+]
 """An ID owned by a calling system: 1-255 printable characters."""

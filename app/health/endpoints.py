@@ -19,7 +19,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", operation_id="metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     """Request counts and latencies by operation, committed mutations by kind, row-lock wait
     time, idempotent replays and database pool use, in Prometheus' text format."""

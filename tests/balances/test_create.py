@@ -1,10 +1,13 @@
 """balances.create: defaults, supplied ids, the uniqueness of the balance key."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 from app.core.types import to_epoch_ms
 from tests.conftest import START
 from tests.helpers import Api, problem
+
+D = Decimal
 
 AUTUMN_BALANCE_FIELDS = {
     "id", "customer_id", "entity_id", "feature_id", "plan_id", "included_grant", "prepaid_grant",
@@ -108,3 +111,130 @@ async def test_next_reset_at_in_the_past_is_refused(api: Api) -> None:
 async def test_next_reset_at_on_one_off_is_refused(api: Api) -> None:
     body = {"customer_id": "cus_1", "feature_id": "f", "next_reset_at": to_epoch_ms(START) + 1}
     problem(await api.post("balances.create", body), 422, "invalid_request")
+
+
+async def test_create_answers_success_true_with_the_balance(api: Api) -> None:
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "included_grant": 5}
+    answer = await api.ok("balances.create", body)
+    assert answer["success"] is True and answer["balance"]["remaining"] == 5
+
+
+async def test_create_defaults(api: Api) -> None:
+    balance = await api.create()
+    assert balance["included_grant"] == 0 and balance["prepaid_grant"] == 0
+    assert balance["adjustment"] == 0 and balance["remaining"] == 0
+    assert balance["unlimited"] is False and balance["overage_allowed"] is False
+    assert balance["entity_id"] is None and balance["expires_at"] is None
+    assert balance["version"] == 1
+    assert balance["created_at"] == balance["updated_at"] == to_epoch_ms(START)
+
+
+async def test_explicit_one_off_reset_is_reported_as_null(api: Api) -> None:
+    balance = await api.create(reset={"interval": "one_off"})
+    assert balance["interval"] == "one_off"
+    assert balance["reset"] is None and balance["next_reset_at"] is None
+
+
+async def test_create_daily_resets_one_day_after_now(api: Api) -> None:
+    balance = await api.create(reset={"interval": "day"})
+    expected = to_epoch_ms(START + timedelta(days=1))
+    assert balance["reset"] == {"interval": "day", "interval_count": 1, "resets_at": expected}
+
+
+async def test_create_with_expires_at_is_active_until_then(api: Api) -> None:
+    expires_at = to_epoch_ms(START + timedelta(hours=1))
+    balance = await api.create(expires_at=expires_at)
+    assert balance["expires_at"] == expires_at and balance["status"] == "active"
+
+
+async def test_unlimited_balance_with_overage(api: Api) -> None:
+    balance = await api.create(unlimited=True, overage_allowed=False, included_grant=0)
+    assert balance["unlimited"] is True and balance["overage_allowed"] is False
+
+
+async def test_overage_allowed_alone(api: Api) -> None:
+    balance = await api.create(overage_allowed=True)
+    assert balance["overage_allowed"] is True and balance["unlimited"] is False
+
+
+async def test_create_entry_records_the_grant_as_its_delta(api: Api) -> None:
+    balance = await api.create(included_grant=D("12.345"), reset={"interval": "month"})
+    [entry] = api.ledger(balance["id"])
+    assert entry["kind"] == "create"
+    assert entry["remaining_delta"] == D("12.345") and entry["usage_delta"] == 0
+    assert entry["remaining_after"] == D("12.345") and entry["usage_after"] == 0
+    assert api.invariant_violations() == []
+
+
+async def test_duplicate_entity_key_writes_nothing(api: Api) -> None:
+    existing = await api.create(entity_id="seat_1", included_grant=3)
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "entity_id": "seat_1"}
+    body["included_grant"] = 99
+    problem(await api.post("balances.create", body), 409, "balance_exists")
+    assert api.count("balances") == 1 and api.ledger_kinds(existing["id"]) == ["create"]
+    [listed] = (await api.ok("balances.list", {"customer_id": "cus_1"}))["list"]
+    assert listed["included_grant"] == 3
+
+
+async def test_customer_level_duplicate_is_refused_even_when_an_entity_balance_exists(
+    api: Api,
+) -> None:
+    await api.create(entity_id="seat_1")
+    await api.create()
+    body = {"customer_id": "cus_1", "feature_id": "api_calls"}
+    problem(await api.post("balances.create", body), 409, "balance_exists")
+    assert api.count("balances") == 2
+
+
+async def test_same_feature_with_another_interval_is_allowed(api: Api) -> None:
+    monthly = await api.create(reset={"interval": "month"})
+    daily = await api.create(reset={"interval": "day"})
+    assert monthly["id"] != daily["id"]
+    assert api.count("balances") == 2
+
+
+async def test_same_entity_key_with_another_interval_is_allowed(api: Api) -> None:
+    await api.create(entity_id="seat_1", reset={"interval": "month"})
+    await api.create(entity_id="seat_1", reset={"interval": "week"})
+    assert api.count("balances") == 2
+
+
+async def test_same_key_for_another_entity_is_allowed(api: Api) -> None:
+    first = await api.create(entity_id="seat_1")
+    second = await api.create(entity_id="seat_2")
+    assert second["entity_id"] == "seat_2" and second["id"] != first["id"]
+
+
+async def test_same_key_for_another_customer_is_allowed(api: Api) -> None:
+    await api.create(customer_id="cus_1")
+    other = await api.create(customer_id="cus_2")
+    assert other["customer_id"] == "cus_2"
+
+
+async def test_duplicate_balance_id_writes_nothing(api: Api) -> None:
+    await api.create(balance_id="b1")
+    body = {"customer_id": "cus_1", "feature_id": "other", "balance_id": "b1"}
+    problem(await api.post("balances.create", body), 409, "balance_exists")
+    assert api.count("balances") == 1 and api.count("balance_ledger") == 1
+
+
+async def test_balance_id_of_another_customers_balance_is_refused(api: Api) -> None:
+    # A balance is identified by its id (spec §1): two balances must not share one.
+    await api.create(customer_id="cus_1", balance_id="shared")
+    body = {"customer_id": "cus_2", "feature_id": "api_calls", "balance_id": "shared"}
+    problem(await api.post("balances.create", body), 409, "balance_exists")
+    assert api.count("balances") == 1 and api.count("balance_ledger") == 1
+
+
+async def test_next_reset_at_equal_to_now_is_refused(api: Api) -> None:
+    body = {"customer_id": "cus_1", "feature_id": "f", "reset": {"interval": "day"}}
+    body["next_reset_at"] = to_epoch_ms(START)
+    problem(await api.post("balances.create", body), 422, "invalid_request")
+    assert api.count("balances") == 0 and api.count("balance_ledger") == 0
+
+
+async def test_next_reset_at_on_explicit_one_off_is_refused(api: Api) -> None:
+    body = {"customer_id": "cus_1", "feature_id": "f", "reset": {"interval": "one_off"}}
+    body["next_reset_at"] = to_epoch_ms(START + timedelta(days=1))
+    problem(await api.post("balances.create", body), 422, "invalid_request")
+    assert api.count("balances") == 0

@@ -186,3 +186,203 @@ async def test_bad_interval_count_is_refused(api: Api, count: Any) -> None:
     body["reset"]["interval_count"] = count  # type: ignore[index]
     problem(await api.post("balances.create", body), 422, "invalid_request")
     assert api.count("balances") == 0
+
+
+# --- balances.create: the same rules, and nothing created ---------------------------------------
+
+CREATE = '{"customer_id": "cus_1", "feature_id": "api_calls", '
+
+
+def nothing_created(api: Api) -> None:
+    assert api.count("balances") == 0
+    assert api.count("balance_ledger") == 0
+
+
+def locations(error: dict[str, Any]) -> list[list[str | int]]:
+    return [e["loc"] for e in error["errors"]]
+
+
+async def test_invalid_input_is_a_complete_problem_document(api: Api) -> None:
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "included_grant": "5"}
+    response = await api.post("balances.create", body)
+    error = problem(response, 422, "invalid_request")
+    assert {"type", "title", "status", "detail", "code", "message", "errors"} <= set(error)
+    assert isinstance(error["type"], str) and error["type"]
+    assert isinstance(error["title"], str) and error["title"]
+    assert error["status"] == 422
+    assert len(error["errors"]) == 1
+    item = error["errors"][0]
+    assert set(item) == {"loc", "msg"}
+    assert item["loc"] == ["included_grant"] and isinstance(item["msg"], str) and item["msg"]
+    assert "included_grant" in error["detail"]
+    nothing_created(api)
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["NaN", "Infinity", "-Infinity", '"5"', '"0.1"', "true", "false", "null", "0.0000000001",
+     "1000000000000000", "-1000000000000000", "1e15", "1000000000000000.5"],
+)  # fmt: skip
+async def test_bad_included_grant_creates_nothing(api: Api, number: str) -> None:
+    raw = CREATE + f'"included_grant": {number}}}'
+    error = problem(await api.post("balances.create", raw), 422, "invalid_request")
+    assert locations(error) in ([["included_grant"]], [["body"]]), error
+    nothing_created(api)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("customer_id", "cus\x001"),
+        ("customer_id", "cus\n1"),
+        ("customer_id", "cus\x7f"),
+        ("customer_id", ""),
+        ("customer_id", "c" * 256),
+        ("customer_id", 5),
+        ("feature_id", "api\tcalls"),
+        ("feature_id", None),
+        ("entity_id", "seat\x1b[31m"),
+        ("entity_id", ""),
+        ("entity_id", "s" * 256),
+        ("balance_id", "bal\r\n"),
+        ("balance_id", "b" * 256),
+        ("unlimited", "true"),
+        ("unlimited", 1),
+        ("overage_allowed", "yes"),
+        ("reset", {"interval": "fortnight"}),
+        ("reset", {"interval": "Month"}),
+        ("reset", {"interval_count": 2}),
+        ("reset", {"interval": "day", "interval_count": 0}),
+        ("reset", {"interval": "day", "interval_count": Decimal("1.5")}),
+        ("reset", {"interval": "day", "interval_count": "2"}),
+        ("reset", {"interval": "day", "anchor": 1}),
+        ("reset", "month"),
+        ("expires_at", -1),
+        ("expires_at", Decimal("1768478400000.5")),
+        ("expires_at", "2026-01-16T00:00:00Z"),
+        ("expires_at", True),
+        ("next_reset_at", -86_400_000),
+        ("next_reset_at", Decimal("1768478400000.25")),
+        ("rollover", {"max": 5}),
+        ("plan_id", "pro"),
+    ],
+)
+async def test_invalid_create_field_is_named_and_creates_nothing(
+    api: Api, field: str, value: Any
+) -> None:
+    body: dict[str, Any] = {"customer_id": "cus_1", "feature_id": "api_calls", field: value}
+    if field == "next_reset_at":
+        body["reset"] = {"interval": "month"}
+    error = problem(await api.post("balances.create", body), 422, "invalid_request")
+    assert any(loc[0] == field for loc in locations(error)), error
+    assert field in error["detail"]
+    nothing_created(api)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "{",
+        "[]",
+        '[{"customer_id": "cus_1", "feature_id": "api_calls"}]',
+        "null",
+        "42",
+        CREATE + '"included_grant": 1,}',
+        "{'customer_id': 'cus_1', 'feature_id': 'api_calls'}",
+        CREATE + '"included_grant": 01}',
+        CREATE + '"included_grant": .5}',
+        CREATE + '"included_grant": 0x10}',
+    ],
+    ids=["open-brace", "empty-array", "array-of-body", "null", "number", "trailing-comma",
+         "single-quotes", "leading-zero", "bare-fraction", "hex"],
+)  # fmt: skip
+async def test_malformed_create_body_creates_nothing(api: Api, raw: str) -> None:
+    error = problem(await api.post("balances.create", raw), 422, "invalid_request")
+    assert locations(error) == [["body"]], error
+    nothing_created(api)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"reset": {"interval": "day"}, "next_reset_at": 1_000},
+        {"next_reset_at": 1_768_500_000_000},
+    ],
+    ids=["in-the-past", "on-one-off"],
+)
+async def test_invalid_next_reset_at_found_by_the_service_is_named_in_errors(
+    api: Api, body: dict[str, Any]
+) -> None:
+    request = {"customer_id": "cus_1", "feature_id": "api_calls", **body}
+    error = problem(await api.post("balances.create", request), 422, "invalid_request")
+    assert ["next_reset_at"] in locations(error), error
+    assert all(item["msg"] for item in error["errors"])
+    nothing_created(api)
+
+
+async def test_ids_of_255_printable_characters_are_accepted(api: Api) -> None:
+    long_id = "é" + "x" * 253 + "☃"
+    balance = await api.create(customer_id=long_id, feature_id=long_id, entity_id=long_id)
+    assert balance["customer_id"] == long_id and balance["entity_id"] == long_id
+
+
+async def test_exponent_notation_is_accepted_exactly(api: Api) -> None:
+    raw = CREATE + '"included_grant": 1.5e2}'
+    response = await api.post("balances.create", raw)
+    assert response.status_code == 200, response.text
+    assert '"included_grant":150,' in response.text
+    await api.ok("balances.update", BASE + '"add_to_balance": 5E-9}')
+    assert api.ledger(response.json()["balance"]["id"])[-1]["remaining_after"] == Decimal(
+        "150.000000005"
+    )
+
+
+async def test_zero_point_one_plus_zero_point_two_is_exact_in_the_ledger(api: Api) -> None:
+    balance = await api.create(included_grant=Decimal("0.1"))
+    await api.update(add_to_balance=Decimal("0.2"))
+    entries = api.ledger(balance["id"])
+    assert [e["remaining_after"] for e in entries] == [Decimal("0.1"), Decimal("0.3")]
+    assert sum(e["remaining_delta"] for e in entries) == Decimal("0.3")
+    assert api.invariant_violations() == []
+
+
+async def test_largest_negative_amount_is_accepted(api: Api, existing: dict[str, Any]) -> None:
+    after = await api.update(remaining=Decimal("-999999999999999.999999999"))
+    assert after["remaining"] == Decimal("-999999999999999.999999999")
+
+
+async def test_body_of_exactly_64_kib_is_not_too_large(api: Api) -> None:
+    raw = CREATE + '"pad": "'
+    raw += "x" * (65_536 - len(raw) - 2) + '"}'
+    assert len(raw.encode()) == 65_536
+    error = problem(await api.post("balances.create", raw), 422, "invalid_request")
+    assert ["pad"] in locations(error)
+    nothing_created(api)
+
+
+async def test_body_one_byte_over_64_kib_is_too_large(api: Api) -> None:
+    raw = CREATE + '"included_grant": 1, "pad": "'
+    raw += "x" * (65_537 - len(raw) - 2) + '"}'
+    assert len(raw.encode()) == 65_537
+    problem(await api.post("balances.create", raw), 413, "payload_too_large")
+    nothing_created(api)
+
+
+async def test_streamed_create_over_the_limit_creates_nothing(api: Api) -> None:
+    sent: list[int] = []
+
+    async def chunks() -> Any:
+        yield (CREATE + '"included_grant": 1, "pad": "').encode()
+        for _ in range(100):
+            sent.append(1)
+            yield b"y" * 1024
+        yield b'"}'
+
+    response = await api.client.post(
+        "/v1/balances.create",
+        content=chunks(),
+        headers={"content-type": "application/json", "authorization": f"Bearer {api.secret}"},
+    )
+    assert "content-length" not in response.request.headers
+    problem(response, 413, "payload_too_large")
+    nothing_created(api)
