@@ -2,7 +2,7 @@
 
 import httpx
 
-from tests.helpers import problem
+from tests.helpers import Api, problem
 
 
 async def test_healthz(app_client: httpx.AsyncClient) -> None:
@@ -61,3 +61,58 @@ async def test_readyz_is_503_until_the_schema_is_at_head(server_url: str) -> Non
         "expected_schema": head_revision(),
     }
     assert ready.status_code == 200
+
+
+async def test_healthz_is_json_and_needs_no_key(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/healthz")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_readyz_says_ok(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/readyz")
+    assert response.status_code == 200 and response.json()["status"] == "ok"
+
+
+async def test_generated_request_ids_differ(app_client: httpx.AsyncClient) -> None:
+    first = (await app_client.get("/healthz")).headers["x-request-id"]
+    second = (await app_client.get("/healthz")).headers["x-request-id"]
+    assert first and second and first != second
+
+
+async def test_request_id_is_echoed_on_an_api_call(api: Api) -> None:
+    response = await api.post("balances.list", {}, **{"x-request-id": "list-1"})
+    assert response.status_code == 200 and response.headers["x-request-id"] == "list-1"
+
+
+async def test_request_id_is_echoed_on_an_error(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.post("/v1/balances.nope", json={}, headers={"x-request-id": "e-1"})
+    problem(response, 404, "not_found")
+    assert response.headers["x-request-id"] == "e-1"
+
+
+async def test_request_id_is_set_on_a_refused_oversized_body(api: Api) -> None:
+    raw = '{"pad": "' + "x" * 70_000 + '"}'
+    response = await api.post("balances.create", raw, **{"x-request-id": "big-1"})
+    problem(response, 413, "payload_too_large")
+    assert response.headers["x-request-id"] == "big-1"
+
+
+async def test_unknown_get_path_is_problem_json(app_client: httpx.AsyncClient) -> None:
+    body = problem(await app_client.get("/nothing/here"), 404, "not_found")
+    assert body["title"] and body["type"]
+
+
+async def test_unknown_v1_operation_is_not_found_even_with_a_key(api: Api) -> None:
+    problem(await api.post("balances.transfer", {}), 404, "not_found")
+
+
+async def test_get_on_a_post_route_is_405_naming_post(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/v1/balances.create")
+    body = problem(response, 405, "method_not_allowed")
+    assert body["title"] and body["type"]
+    assert "POST" in response.headers["allow"]
+
+
+async def test_post_on_healthz_is_405_problem_json(app_client: httpx.AsyncClient) -> None:
+    problem(await app_client.post("/healthz"), 405, "method_not_allowed")

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,13 @@ class BalanceRepository:
         """
         statement = insert(Balance).values(values).on_conflict_do_nothing().returning(Balance)
         return (await self.session.scalars(statement)).one_or_none()
+
+    async def lock_supplied_id(self, balance_id: str) -> None:
+        """Serialize creates that supply the same ``balance_id`` (for any customer) until commit,
+        so checking that the id is free and taking it cannot interleave."""
+        await self.session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(balance_id, 0)))
+        )
 
     async def get(self, customer_id: str, balance_id: str) -> Balance | None:
         return await self.session.get(Balance, (customer_id, balance_id))

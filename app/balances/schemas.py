@@ -1,7 +1,6 @@
 """Wire schemas of the balance operations (names match Autumn's API so its SDKs work)."""
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
@@ -25,7 +24,9 @@ class CreateBalanceParams(RequestSchema):
     customer_id: ExternalId
     feature_id: ExternalId
     entity_id: ExternalId | None = Field(default=None, description="Scope to one entity (seat…).")
-    included_grant: Quantity = Field(default=Decimal(0), description="Granted per period.")
+    included_grant: Quantity = Field(
+        default=0, validate_default=True, description="Granted per period."
+    )
     unlimited: StrictBool = False
     overage_allowed: StrictBool = False
     reset: ResetParams | None = Field(default=None, description="Omitted: `one_off`.")

@@ -36,6 +36,7 @@ from app.core.errors import (
 )
 from app.core.types import QUANTITY_LIMIT
 from app.ledger.models import EntryKind
+from app.ledger.repository import LedgerRepository
 from app.ledger.service import LedgerWriter
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -85,6 +86,7 @@ class BalanceService:
     def __init__(self, session: AsyncSession, clock: Clock, context: RequestContext) -> None:
         self.balances = BalanceRepository(session)
         self.ledger = LedgerWriter(session, context)
+        self.ledger_entries = LedgerRepository(session)
         self.session = session
         self.clock = clock
 
@@ -93,6 +95,8 @@ class BalanceService:
         interval = params.reset.interval if params.reset else Interval.ONE_OFF
         interval_count = params.reset.interval_count if params.reset else 1
         anchor, next_reset_at = self._initial_schedule(params, interval, interval_count, now)
+        if params.balance_id is not None:
+            await self._claim_supplied_id(params.customer_id, params.balance_id)
         values = {
             "customer_id": params.customer_id,
             "id": params.balance_id or new_balance_id(),
@@ -121,6 +125,16 @@ class BalanceService:
         self.ledger.record(balance, EntryKind.CREATE, now, remaining_delta=balance.remaining)
         return balance
 
+    async def _claim_supplied_id(self, customer_id: str, balance_id: str) -> None:
+        """A balance id names one balance service-wide: history looks balances up by id alone.
+
+        Generated ids are unique by construction; a supplied one is refused if another
+        customer's balance, live or deleted, ever had it.
+        """
+        await self.balances.lock_supplied_id(balance_id)
+        if await self.ledger_entries.balance_id_used_by_another_customer(balance_id, customer_id):
+            raise BalanceExists(f"A balance with id '{balance_id}' already exists.")
+
     async def _retire_expired(
         self, params: CreateBalanceParams, interval: Interval, now: datetime
     ) -> bool:
@@ -146,12 +160,14 @@ class BalanceService:
     ) -> tuple[datetime | None, datetime | None]:
         if interval is Interval.ONE_OFF:
             if params.next_reset_at is not None:
-                raise InvalidRequest("A one_off balance never resets: omit next_reset_at.")
+                raise InvalidRequest(
+                    "A one_off balance never resets: omit next_reset_at.", "next_reset_at"
+                )
             return None, None
         if params.next_reset_at is None:
             return now, periods.boundary(now, interval, interval_count, 1)
         if params.next_reset_at <= now:
-            raise InvalidRequest("next_reset_at must be in the future.")
+            raise InvalidRequest("next_reset_at must be in the future.", "next_reset_at")
         return params.next_reset_at, params.next_reset_at
 
     async def _conflict(self, params: CreateBalanceParams, interval: Interval) -> BalanceExists:
@@ -218,9 +234,11 @@ class BalanceService:
         if params.next_reset_at is None:
             return
         if balance.interval == Interval.ONE_OFF:
-            raise InvalidRequest(f"Balance '{balance.id}' is one_off and never resets.")
+            raise InvalidRequest(
+                f"Balance '{balance.id}' is one_off and never resets.", "next_reset_at"
+            )
         if params.next_reset_at <= now:
-            raise InvalidRequest("next_reset_at must be in the future.")
+            raise InvalidRequest("next_reset_at must be in the future.", "next_reset_at")
 
     async def delete(self, params: DeleteBalanceParams) -> None:
         now = self.clock.now()

@@ -33,7 +33,7 @@ class CheckParams(RequestSchema):
     entity_id: ExternalId | None = Field(
         default=None, description="The entity's balances; absent: the customer-level ones."
     )
-    required_balance: Quantity = Field(default=Decimal(1), ge=0)
+    required_balance: Quantity = Field(default=1, ge=0, validate_default=True)
     send_event: StrictBool | None = Field(
         default=None, description="When allowed, also deduct `required_balance` (all or nothing)."
     )
@@ -46,7 +46,7 @@ class TrackParams(RequestSchema):
     customer_id: ExternalId
     feature_id: ExternalId
     entity_id: ExternalId | None = None
-    value: Quantity = Field(default=Decimal(1), description="Negative gives back.")
+    value: Quantity = Field(default=1, validate_default=True, description="Negative gives back.")
     overage_behavior: OverageBehavior | None = Field(
         default=None,
         description="`cap` (default): deduct what fits; `overflow`: deduct all; `reject`: all "

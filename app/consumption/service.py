@@ -67,7 +67,9 @@ class ConsumptionService:
 
     async def check(self, params: CheckParams) -> CheckResult:
         if params.send_event and params.lock is not None:
-            raise InvalidRequest("Give send_event or lock, not both: a lock is settled later.")
+            raise InvalidRequest(
+                "Give send_event or lock, not both: a lock is settled later.", "send_event", "lock"
+            )
         if not params.send_event and params.lock is None:
             # A pure read: no row locks, reset state computed by the response.
             now = self.clock.now()
@@ -113,7 +115,7 @@ class ConsumptionService:
     async def track(self, params: TrackParams) -> TrackResult:
         now = self.clock.now()
         if params.timestamp is not None and params.timestamp > now:
-            raise InvalidRequest("timestamp must not be in the future.")
+            raise InvalidRequest("timestamp must not be in the future.", "timestamp")
         balances = await self._lock_feature(params.customer_id, params.feature_id, params.entity_id)
         if not balances:
             scope = f"entity '{params.entity_id}'" if params.entity_id else "the customer"

@@ -27,8 +27,11 @@ class InvalidRequest(DomainError):
     status = 422
     title = "Invalid request"
 
-    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message, errors=errors or [])
+    def __init__(self, message: str, *fields: str) -> None:
+        """``fields``: the request fields at fault, listed in ``errors`` like a schema error."""
+        super().__init__(
+            message, errors=[{"loc": field.split("."), "msg": message} for field in fields]
+        )
 
 
 class AmountOutOfRange(DomainError):

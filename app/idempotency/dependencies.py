@@ -22,7 +22,9 @@ async def idempotency_key(
     ] = None,
 ) -> str | None:
     if key is not None and not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
-        raise InvalidRequest("Idempotency-Key must be 1-255 printable ASCII characters.")
+        raise InvalidRequest(
+            "Idempotency-Key must be 1-255 printable ASCII characters.", "Idempotency-Key"
+        )
     return key
 
 

@@ -17,6 +17,15 @@ class LedgerRepository:
         """Queue an entry; it is written with the balance change at the next flush."""
         self.session.add(entry)
 
+    async def balance_id_used_by_another_customer(self, balance_id: str, customer_id: str) -> bool:
+        """Whether another customer's balance ever had this id (every balance has entries)."""
+        statement = (
+            select(LedgerEntry.id)
+            .where(LedgerEntry.balance_id == balance_id, LedgerEntry.customer_id != customer_id)
+            .limit(1)
+        )
+        return (await self.session.scalar(statement)) is not None
+
     async def page(
         self,
         *,

@@ -17,6 +17,7 @@ from app.ledger.repository import LedgerRepository
 from app.ledger.schemas import HistoryParams
 
 ZERO = Decimal(0)
+NEWEST_ID = 2**63 - 1  # the bigint maximum: a cursor "before" it starts at the newest entry
 
 
 class LedgerWriter:
@@ -121,11 +122,15 @@ class LedgerReader:
             "entity_id": params.entity_id,
             "interval": params.interval,
         }
-        rows = list(await self.repository.page(**filters, before_id=before, limit=params.limit + 1))
         pending = [] if before is not None else await self._pending_resets(filters)
-        if len(rows) <= params.limit:
+        pending = pending[: params.limit]  # they count toward the page size
+        room = params.limit - len(pending)
+        rows = list(await self.repository.page(**filters, before_id=before, limit=room + 1))
+        if len(rows) <= room:
             return pending + rows, None
-        return pending + rows[: params.limit], encode_cursor(rows[params.limit - 1].id)
+        # A page full of pending entries continues with the newest persisted one.
+        last_id = rows[room - 1].id if room > 0 else NEWEST_ID
+        return pending + rows[:room], encode_cursor(last_id)
 
     async def _pending_resets(self, filters: dict[str, str | None]) -> list[LedgerEntry]:
         now = self.clock.now()

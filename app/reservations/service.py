@@ -55,7 +55,7 @@ class ReservationService:
     ) -> BalanceLock:
         """Deduct ``amount`` from the (locked) balances and record the lock holding it."""
         if expires_at is not None and expires_at <= now:
-            raise InvalidRequest("lock.expires_at must be in the future.")
+            raise InvalidRequest("lock.expires_at must be in the future.", "lock.expires_at")
         plan = plan_deduction(deduction_order(balances), amount, behavior)
         lock = await self.locks.insert(
             {
@@ -138,7 +138,9 @@ class ReservationService:
             return LockStatus.EXPIRED
         if params.action is FinalizeAction.RELEASE:
             if params.override_value is not None:
-                raise InvalidRequest("override_value goes with confirm, not release.")
+                raise InvalidRequest(
+                    "override_value goes with confirm, not release.", "override_value"
+                )
             self._give_back(lock, balances, EntryKind.RELEASE, now)
             _settle(lock, LockStatus.RELEASED, now)
             return LockStatus.RELEASED

@@ -91,3 +91,13 @@ async def test_update_does_not_wait_for_a_lock_on_another_balance(
         locker.rollback()
     response = await asyncio.wait_for(blocked, timeout=10)
     assert response.status_code == 200 and response.json()["balance"]["remaining"] == 2
+
+
+async def test_two_customers_racing_for_one_supplied_id_get_it_once(api: Api) -> None:
+    bodies = [
+        {"customer_id": f"cus_{n}", "feature_id": "api_calls", "balance_id": "contested"}
+        for n in range(6)
+    ]
+    responses = await asyncio.gather(*(api.post("balances.create", b) for b in bodies))
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 5
+    assert api.count("balances") == 1
