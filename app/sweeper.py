@@ -87,9 +87,10 @@ class Sweeper:
             for customer_id, feature_id, entity_id in sorted(features, key=str):
                 async with self.sessionmaker() as session, session.begin():
                     service = ReservationService(session, self.clock, SWEEPER_CONTEXT)
-                    released += await service.expire_locks_of_feature(
-                        customer_id, feature_id, entity_id
+                    _, count = await service.lock_feature(
+                        customer_id, feature_id, entity_id, live_only=False
                     )
+                    released += count
             total += released
             if len(expired) < self.batch_size or released == 0:
                 return total

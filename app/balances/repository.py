@@ -13,6 +13,18 @@ from app.core.metrics import LOCK_WAIT_SECONDS
 from app.core.models import equal_where_given
 
 
+def _feature_of(
+    customer_id: str, feature_id: str, entity_id: str | None
+) -> list[ColumnElement[bool]]:
+    """The balances of one customer's feature at one scope: an entity's, or (None) the
+    customer-level ones. NOT DISTINCT FROM makes None match NULL, as the key index does."""
+    return [
+        Balance.customer_id == customer_id,
+        Balance.feature_id == feature_id,
+        Balance.entity_id.is_not_distinct_from(entity_id),
+    ]
+
+
 def _is_live(now: datetime) -> ColumnElement[bool]:
     return or_(Balance.expires_at.is_(None), Balance.expires_at > now)
 
@@ -44,10 +56,7 @@ class BalanceRepository:
         self, customer_id: str, feature_id: str, entity_id: str | None, interval: str
     ) -> Balance | None:
         statement = select(Balance).where(
-            Balance.customer_id == customer_id,
-            Balance.feature_id == feature_id,
-            Balance.entity_id.is_not_distinct_from(entity_id),
-            Balance.interval == interval,
+            *_feature_of(customer_id, feature_id, entity_id), Balance.interval == interval
         )
         return (await self.session.scalars(statement)).one_or_none()
 
@@ -76,12 +85,7 @@ class BalanceRepository:
         """The live balances of (customer, feature, entity), read without locks."""
         statement = (
             select(Balance)
-            .where(
-                Balance.customer_id == customer_id,
-                Balance.feature_id == feature_id,
-                Balance.entity_id.is_not_distinct_from(entity_id),
-                _is_live(now),
-            )
+            .where(*_feature_of(customer_id, feature_id, entity_id), _is_live(now))
             .order_by(Balance.id)
         )
         return (await self.session.scalars(statement)).all()
@@ -92,12 +96,7 @@ class BalanceRepository:
         """Lock the balance holding a key (live or expired), to retire it if it has expired."""
         statement = (
             select(Balance)
-            .where(
-                Balance.customer_id == customer_id,
-                Balance.feature_id == feature_id,
-                Balance.entity_id.is_not_distinct_from(entity_id),
-                Balance.interval == interval,
-            )
+            .where(*_feature_of(customer_id, feature_id, entity_id), Balance.interval == interval)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
@@ -134,11 +133,7 @@ class BalanceRepository:
         overlapping sets can never wait on each other in a cycle (no deadlock). Rows deleted or
         expired while we waited are re-checked by Postgres and drop out of the result.
         """
-        conditions = [
-            Balance.customer_id == customer_id,
-            Balance.feature_id == feature_id,
-            Balance.entity_id.is_not_distinct_from(entity_id),
-        ]
+        conditions = _feature_of(customer_id, feature_id, entity_id)
         if now is not None:  # None: expired balances too (finalizing a lock may touch them)
             conditions.append(_is_live(now))
         if interval is not None:

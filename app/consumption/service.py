@@ -17,7 +17,7 @@ from app.balances.repository import BalanceRepository
 from app.balances.resets import state_at
 from app.consumption.allocation import OverageBehavior, deduction_order, plan_deduction
 from app.consumption.schemas import CheckParams, TrackParams
-from app.consumption.usage import apply_usage, lock_feature_balances
+from app.consumption.usage import apply_usage
 from app.core.clock import Clock
 from app.core.context import RequestContext
 from app.core.errors import BalanceNotFound, InvalidRequest
@@ -78,7 +78,9 @@ class ConsumptionService:
             )
             return CheckResult(is_allowed(rows, params.required_balance, now), list(rows))
         now = self.clock.now()
-        balances = await self._lock_feature(params.customer_id, params.feature_id, params.entity_id)
+        balances, _ = await self.reservations.lock_feature(
+            params.customer_id, params.feature_id, params.entity_id
+        )
         if params.lock is not None:
             return await self._check_and_reserve(params, balances, now)
         if not is_allowed(balances, params.required_balance, now):
@@ -116,7 +118,9 @@ class ConsumptionService:
         now = self.clock.now()
         if params.timestamp is not None and params.timestamp > now:
             raise InvalidRequest("timestamp must not be in the future.", "timestamp")
-        balances = await self._lock_feature(params.customer_id, params.feature_id, params.entity_id)
+        balances, _ = await self.reservations.lock_feature(
+            params.customer_id, params.feature_id, params.entity_id
+        )
         if not balances:
             scope = f"entity '{params.entity_id}'" if params.entity_id else "the customer"
             raise BalanceNotFound(
@@ -126,17 +130,3 @@ class ConsumptionService:
         plan = plan_deduction(deduction_order(balances), params.value, params.overage_behavior)
         apply_usage(plan, EntryKind.TRACK, now, self.ledger)
         return TrackResult(balances, plan)
-
-    async def _lock_feature(
-        self, customer_id: str, feature_id: str, entity_id: str | None
-    ) -> list[Balance]:
-        balances = await lock_feature_balances(
-            self.balances,
-            self.ledger,
-            customer_id=customer_id,
-            feature_id=feature_id,
-            entity_id=entity_id,
-            now=self.clock.now(),
-        )
-        await self.reservations.release_expired(customer_id, feature_id, entity_id, balances)
-        return balances

@@ -83,32 +83,34 @@ class ReservationService:
         apply_usage(plan, EntryKind.LOCK, now, self.ledger)
         return lock
 
-    async def release_expired(
-        self, customer_id: str, feature_id: str, entity_id: str | None, balances: list[Balance]
-    ) -> int:
-        """Give back every expired lock of a feature whose balances the caller has locked;
-        returns how many."""
-        now = self.clock.now()
-        expired = await self.locks.find_expired_for_update(customer_id, feature_id, entity_id, now)
-        for lock in expired:
-            self._give_back(lock, balances, EntryKind.RELEASE, now)
-            _settle(lock, LockStatus.EXPIRED, now)
-        return len(expired)
+    async def lock_feature(
+        self,
+        customer_id: str,
+        feature_id: str,
+        entity_id: str | None,
+        *,
+        live_only: bool = True,
+    ) -> tuple[list[Balance], int]:
+        """Lock a feature's balances (id order), persist their due resets, then give back the
+        feature's expired locks (lock rows after balances: the service-wide order).
 
-    async def expire_locks_of_feature(
-        self, customer_id: str, feature_id: str, entity_id: str | None
-    ) -> int:
-        """Give back a feature's expired locks: balances locked first, then the lock rows."""
+        Returns the locked balances and how many expired locks were given back.
+        """
+        now = self.clock.now()
         balances = await lock_feature_balances(
             self.balances,
             self.ledger,
             customer_id=customer_id,
             feature_id=feature_id,
             entity_id=entity_id,
-            now=self.clock.now(),
-            live_only=False,
+            now=now,
+            live_only=live_only,
         )
-        return await self.release_expired(customer_id, feature_id, entity_id, balances)
+        expired = await self.locks.find_expired_for_update(customer_id, feature_id, entity_id, now)
+        for lock in expired:
+            self._give_back(lock, balances, EntryKind.RELEASE, now)
+            _settle(lock, LockStatus.EXPIRED, now)
+        return balances, len(expired)
 
     async def finalize(self, params: FinalizeLockParams) -> LockStatus:
         """Confirm or release a lock; returns the lock's final status.
