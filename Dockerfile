@@ -2,18 +2,22 @@
 # `balances serve` would start an embedded PostgreSQL inside the container instead.
 
 FROM python:3.12-slim AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
-RUN pip install .
+# Non-editable: the venv must not point back at /src, which the runtime stage does not have.
+RUN pip install --no-cache-dir .
 
 FROM python:3.12-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-RUN useradd --system --uid 10001 --create-home --home-dir /srv balances
+# /srv already exists in the base image and stays root-owned: the app writes nothing there.
+RUN groupadd --system --gid 10001 balances \
+ && useradd --system --uid 10001 --gid balances --no-create-home --home-dir /srv \
+      --shell /usr/sbin/nologin balances
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 USER balances
