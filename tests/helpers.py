@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -117,10 +118,12 @@ class RunningService:
             port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args]
+        # A file, not a pipe: a pipe nobody reads would fill up and block a chatty service.
+        self._output = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (lives as long as self)
         self.process = subprocess.Popen(
             command,
             env={**os.environ, "BALANCES_LOG_FORMAT": "text", **env},
-            stdout=subprocess.PIPE,
+            stdout=self._output,
             stderr=subprocess.STDOUT,
             text=True,
         )
@@ -149,4 +152,5 @@ class RunningService:
             raise
 
     def output(self) -> str:
-        return self.process.stdout.read() if self.process.stdout else ""
+        self._output.seek(0)
+        return self._output.read()
