@@ -124,35 +124,61 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+def _refuse(message: str) -> int:
+    """Refuse to start: one line on stderr, exit status 2 (a configuration error)."""
+    print(f"balances: refusing to start: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.auth.commands import ensure_bootstrap_key
-    from app.core.migrations import upgrade_to_head
+    from app.auth.commands import BOOTSTRAP_KEY_FILE, ensure_bootstrap_key
+    from app.auth.service import secret_problem
 
-    if args.insecure_no_auth:
-        if not _is_loopback(args.host):
-            logger.error(
-                "--insecure-no-auth serves without any authentication: refusing to "
-                "bind %s; use 127.0.0.1 (local development only)",
-                args.host,
-            )
-            return 2
+    settings = get_settings()
+    # Auth-off is checked against the address whatever turned it on: the flag, the environment
+    # or a .env file (the workers read it from settings, so any of them turns auth off).
+    insecure = args.insecure_no_auth or settings.insecure_no_auth
+    if insecure and not _is_loopback(args.host):
+        source = "--insecure-no-auth" if args.insecure_no_auth else "BALANCES_INSECURE_NO_AUTH"
+        return _refuse(
+            f"authentication is off ({source}) and --host {args.host} is not a loopback "
+            "address; serve on 127.0.0.1, or turn authentication back on"
+        )
+    bootstrap_secret = (
+        settings.bootstrap_admin_key.get_secret_value() if settings.bootstrap_admin_key else None
+    )
+    if bootstrap_secret is not None and (problem := secret_problem(bootstrap_secret)):
+        return _refuse(f"BALANCES_BOOTSTRAP_ADMIN_KEY is not acceptable: {problem}")
+    if insecure:
         logger.warning(
-            "AUTHENTICATION IS OFF (--insecure-no-auth): every request acts as "
-            "admin. For local development only."
+            "AUTHENTICATION IS OFF (%s): every request acts as admin. For local development "
+            "only; serving on %s.",
+            "--insecure-no-auth" if args.insecure_no_auth else "BALANCES_INSECURE_NO_AUTH",
+            args.host,
         )
         os.environ["BALANCES_INSECURE_NO_AUTH"] = "true"  # workers read it from settings
         get_settings.cache_clear()
+    data_dir = (args.data_dir or settings.data_dir).expanduser().resolve()
+    from app.core.migrations import upgrade_to_head  # after the checks: alembic logs on import
+
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever handler
     # was installed before it. Ours turns it into SystemExit so the `finally` that stops the
     # embedded Postgres still runs (the default handler would kill the process first).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    settings = get_settings()
     with _database(args.data_dir) as url, _metrics_dir(args.workers):
         upgrade_to_head(url)
-        if not args.insecure_no_auth:
-            _run(url, ensure_bootstrap_key)
+        if not insecure:
+            key_file = data_dir / BOOTSTRAP_KEY_FILE
+            try:
+                _run(url, lambda s: ensure_bootstrap_key(s, key_file, bootstrap_secret))
+            except OSError as error:
+                return _refuse(
+                    f"no API key exists and the first admin key cannot be written to "
+                    f"{key_file} ({error.strerror}); set BALANCES_BOOTSTRAP_ADMIN_KEY, or "
+                    "BALANCES_DATA_DIR to a writable directory"
+                )
         uvicorn.run(
             "app.main:create_app",
             factory=True,

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -66,21 +67,25 @@ def test_insecure_no_auth_refuses_a_public_address(fresh_database: str) -> None:
     assert "refusing" in result.stderr
 
 
-def test_first_start_creates_and_prints_one_admin_key(fresh_database: str) -> None:
+def test_first_start_creates_one_admin_key_in_a_file(fresh_database: str, tmp_path: Path) -> None:
+    key_file = tmp_path / "bootstrap-admin-key"
     script = (
-        "import asyncio, sys\n"
+        "import sys\n"
+        "from pathlib import Path\n"
         "from app.cli import _run\n"
         "from app.auth.commands import ensure_bootstrap_key\n"
-        "for _ in range(2): _run(sys.argv[1], ensure_bootstrap_key)\n"
+        "key_file = Path(sys.argv[2])\n"
+        "for _ in range(2): _run(sys.argv[1], lambda s: ensure_bootstrap_key(s, key_file))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, fresh_database],
+        [sys.executable, "-c", script, fresh_database, str(key_file)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("sk_") == 1 and "admin key was created" in result.stderr
+    assert key_file.read_text().startswith("sk_")
+    assert "sk_" not in result.stdout + result.stderr
     listed = json.loads(balances(fresh_database, "keys", "list").stdout)
     assert [k["scopes"] for k in listed] == [["admin"]]

@@ -31,8 +31,26 @@ class Principal:
 UNAUTHENTICATED_DEVELOPER = Principal(key_id=None, scopes=frozenset({Scope.ADMIN}))
 
 
+MIN_SECRET_LENGTH = 32
+
+
 def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why an operator-supplied secret is unacceptable, or None. Never repeats the secret."""
+    if not secret.startswith(SECRET_PREFIX):
+        return f"it must start with '{SECRET_PREFIX}'"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"it must be at least {MIN_SECRET_LENGTH} characters long"
+    if not secret.isascii() or not secret.isprintable() or any(c.isspace() for c in secret):
+        return "it must be printable ASCII without spaces"
+    return None
 
 
 class ApiKeyService:
@@ -41,9 +59,15 @@ class ApiKeyService:
         self.session = session
         self.clock = clock
 
-    async def create(self, name: str, scopes: Sequence[Scope]) -> tuple[ApiKey, str]:
-        """A new key and its secret. The secret is returned once and never stored."""
-        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    async def create(
+        self, name: str, scopes: Sequence[Scope], secret: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key and its secret. The secret is returned once and never stored.
+
+        ``secret`` registers one the operator chose (``BALANCES_BOOTSTRAP_ADMIN_KEY``); check it
+        with ``secret_problem`` first. Otherwise a random one is generated.
+        """
+        secret = secret or new_secret()
         key = ApiKey(
             id="key_" + secrets.token_hex(8),
             name=name,

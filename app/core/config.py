@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     # Development only: every request acts as admin. `serve` refuses it on a public address.
     insecure_no_auth: bool = False
+    # The first admin key, registered (hashed) by `serve` only while no key exists at all. Unset:
+    # `serve` generates one and writes it to <data_dir>/bootstrap-admin-key (mode 0600).
+    bootstrap_admin_key: SecretStr | None = None
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24)
     # A request stuck behind a row lock fails fast with 503 lock_timeout instead of hanging.
@@ -32,6 +35,13 @@ class Settings(BaseSettings):
     # 0 turns the background sweeper off; `balances sweep` still works on demand.
     sweep_interval_seconds: float = Field(default=0, ge=0)
     sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # A client must send a request's headers, then its whole body, within these: a slow client
+    # must not hold a connection or a worker's request slot for ever (408 request_timeout).
+    request_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    request_body_timeout_seconds: float = Field(default=10.0, gt=0)
+    # `serve` restarts an embedded PostgreSQL that died; after this many failed attempts in a
+    # row, /healthz answers 503 so that an orchestrator restarts the whole service.
+    embedded_restart_attempts: int = Field(default=5, ge=1)
 
 
 @lru_cache

