@@ -1,4 +1,4 @@
-"""The ``balances`` command: ``serve``, ``migrate``, ``sweep``, ``keys`` and ``config``.
+"""The ``balances`` command: ``serve``, ``migrate``, ``sweep``, ``verify``, ``keys``, ``config``.
 
 Each uses DATABASE_URL when it is set; otherwise it starts the embedded PostgreSQL whose data
 lives in ``--data-dir`` (default ``./.balances-data``), so a laptop needs nothing installed.
@@ -90,6 +90,24 @@ def _sweep(args: argparse.Namespace) -> int:
             ).sweep_once(),
         )
     print(json.dumps({"persisted": persisted}))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Check the conservation invariant and version sequence; exit 1 if any balance fails."""
+    import simplejson
+
+    from app.ledger.verify import verify_ledger
+
+    with _database(args.data_dir) as url:
+        report = _run(url, lambda s: verify_ledger(s, args.customer_id, args.limit))
+    print(simplejson.dumps(report.as_dict(), use_decimal=True, indent=2))
+    if not report.ok:
+        print(
+            f"balances: {report.violation_count} balance(s) break the ledger invariant",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -250,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", parents=[data_dir], help="persist due resets, expire locks, purge old keys"
     )
     sweep.set_defaults(handler=_sweep)
+
+    verify = commands.add_parser(
+        "verify",
+        parents=[data_dir],
+        help="check every balance against its ledger; exit 1 if any does not add up",
+    )
+    verify.add_argument("--customer-id", default=None, help="check only this customer")
+    verify.add_argument(
+        "--limit", type=int, default=1000, help="list at most this many offending balances"
+    )
+    verify.set_defaults(handler=_verify)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
