@@ -179,6 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["BALANCES_INSECURE_NO_AUTH"] = "true"  # workers read it from settings
         get_settings.cache_clear()
     data_dir = (args.data_dir or settings.data_dir).expanduser().resolve()
+    from app.core.http_protocol import protocol
     from app.core.migrations import upgrade_to_head  # after the checks: alembic logs on import
 
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to whatever handler
@@ -205,6 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_config=logging_config(settings.log_level, settings.log_format),
             timeout_graceful_shutdown=30,
+            http=protocol(),  # uvicorn's own, plus a deadline for request headers
         )
     return 0
 

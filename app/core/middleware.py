@@ -1,14 +1,18 @@
-"""ASGI middleware: request ids and the request body size limit.
+"""ASGI middleware: request ids, and the request body's size limit and deadline.
 
 Written as plain ASGI (not ``BaseHTTPMiddleware``) to keep the hot path to a few function calls.
 """
 
+import asyncio
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PayloadTooLarge
+from app.core.config import get_settings
+from app.core.errors import DomainError, PayloadTooLarge
 from app.core.problems import problem_response
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -50,16 +54,39 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+class RequestTimeout(DomainError):
+    """The client did not send the whole request in time. Nothing was read, nothing changed."""
+
+    code = "request_timeout"
+    status = 408
+    title = "Request timeout"
+    # The rest of a late body may still be on its way: this connection cannot carry another
+    # request, so the server closes it after answering.
+    headers: ClassVar[Mapping[str, str] | None] = MappingProxyType({"Connection": "close"})
+
+
 class BodyLimitMiddleware:
-    """Refuse request bodies over ``max_bytes`` with 413, by declared and by actual size.
+    """Refuse request bodies over ``max_bytes`` with 413, by declared and by actual size, and
+    bodies that have not fully arrived within ``timeout_seconds`` with 408.
 
     The body (at most ``max_bytes``) is read up front and replayed to the app, so an oversized
-    stream is refused before any handler, and so before any database work, has started.
+    or late stream is refused before any handler, and so before any database work, has started.
+    The deadline covers the whole body, not each chunk: a client trickling a byte a second is cut
+    off as surely as one that stops. ``timeout_seconds`` None means the app's
+    ``request_body_timeout_seconds`` setting.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
+
+    def _timeout(self, scope: Scope) -> float:
+        if self.timeout_seconds is not None:
+            return self.timeout_seconds
+        settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+        timeout: float = (settings or get_settings()).request_body_timeout_seconds
+        return timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,22 +94,20 @@ class BodyLimitMiddleware:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, self._too_large())
                 return
         chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break  # client went away; let the app see the disconnect
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        timeout = self._timeout(scope)
+        try:
+            async with asyncio.timeout(timeout):
+                too_large = not await self._read(receive, chunks)
+        except TimeoutError:
+            message = f"The request body did not arrive within {timeout:g} seconds."
+            await self._refuse(scope, send, RequestTimeout(message))
+            return
+        if too_large:
+            await self._refuse(scope, send, self._too_large())
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -94,8 +119,25 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        error = PayloadTooLarge(f"Request bodies are limited to {self.max_bytes} bytes.")
+    async def _read(self, receive: Receive, chunks: list[bytes]) -> bool:
+        """Read the whole body into ``chunks``; False as soon as it exceeds ``max_bytes``."""
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return True  # client went away; let the app see the disconnect
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return False
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return True
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"Request bodies are limited to {self.max_bytes} bytes.")
+
+    async def _refuse(self, scope: Scope, send: Send, error: DomainError) -> None:
         response: Any = problem_response(error)
 
         async def no_body() -> Message:
