@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from app.auth.service import Authenticator
 from app.balances.endpoints import router as balances_router
+from app.balances.table import BalancesTable
+from app.batcher.batcher import Batcher
 from app.consumption.endpoints import router as consumption_router
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
@@ -19,8 +21,10 @@ from app.core.migrations import head_revision
 from app.core.observability import ObservabilityMiddleware
 from app.core.problems import install_problem_handlers
 from app.health.endpoints import router as health_router
-from app.ledger.endpoints import router as ledger_router
+from app.history.endpoints import router as history_router
+from app.ledger.table import LedgerTable
 from app.reservations.endpoints import router as reservations_router
+from app.reservations.table import ReservationsTable
 from app.sweeper import Sweeper
 
 DESCRIPTION = """
@@ -53,6 +57,7 @@ def create_app(
             sweeper_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper_task
+        await app.state.batcher.stop()
         await app.state.database.dispose()
 
     app = FastAPI(
@@ -67,6 +72,15 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock or SystemClock()
     app.state.database = Database(url, settings)
+    # Lock order, service-wide: balances, then reservations; the ledger locks nothing.
+    app.state.batcher = Batcher(
+        app.state.database.engine,
+        [BalancesTable(), ReservationsTable(), LedgerTable()],
+        partitions=settings.write_partitions,
+        max_batch=settings.write_batch_size,
+        waiting_slots=settings.write_waiting_slots,
+        wait_timeout_seconds=settings.lock_timeout_ms / 1000,
+    )
     app.state.schema_head = head_revision()
     app.state.authenticator = Authenticator(settings.auth_cache_seconds)
 
@@ -77,7 +91,7 @@ def create_app(
     app.include_router(balances_router)
     app.include_router(consumption_router)
     app.include_router(reservations_router)
-    app.include_router(ledger_router)
+    app.include_router(history_router)
     app.include_router(health_router)
     install_docs(app)
     return app

@@ -9,20 +9,27 @@ keeps stored rows, ledgers and reports current for balances nobody touches. Runs
 """
 
 import asyncio
+import json
 import logging
+from copy import copy
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.balances.repository import BalanceRepository
-from app.balances.service import persist_due_reset
+from app.balances import repository as balances
+from app.balances.rules import reset_if_due
+from app.balances.table import BalancesTable
+from app.batcher.protocols import Envelope, Table
+from app.batcher.transaction import Retry, run_batch
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.context import RequestContext
-from app.idempotency.repository import IdempotencyRepository
-from app.ledger.service import LedgerWriter
-from app.reservations.repository import LockRepository
-from app.reservations.service import ReservationService
+from app.idempotency.repository import purge_older_than
+from app.ledger import repository as ledger
+from app.ledger.table import LedgerTable
+from app.reservations import repository as reservations
+from app.reservations.commands import ExpireLocks
+from app.reservations.table import ReservationsTable
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ class Sweeper:
         idempotency_retention_hours: float = 24,
     ) -> None:
         self.sessionmaker = sessionmaker
+        self.engine: AsyncEngine = sessionmaker.kw["bind"]
         self.clock = clock
         self.batch_size = batch_size
         self.idempotency_retention_hours = idempotency_retention_hours
@@ -59,38 +67,44 @@ class Sweeper:
         )
 
     async def persist_due_resets(self) -> int:
-        """Reset every balance that is due, one short transaction per batch; return the count."""
+        """Reset every balance that is due, one short transaction per batch; return the count.
+
+        Rows a request holds are skipped (``SKIP LOCKED``): that request resets them itself.
+        """
         total = 0
         while True:
-            async with self.sessionmaker() as session, session.begin():
+            async with self.engine.connect() as conn, conn.begin():
                 now = self.clock.now()
-                due = await BalanceRepository(session).find_due_for_reset_for_update(
-                    now, self.batch_size
-                )
-                ledger = LedgerWriter(session, SWEEPER_CONTEXT)
-                for balance in due:
-                    persist_due_reset(balance, now, ledger)
+                due = await balances.lock_due_for_reset(conn, now, self.batch_size)
+                rows, entries = [], []
+                for row in due:
+                    row = copy(row)
+                    entry = reset_if_due(row, now)
+                    if entry is not None:
+                        rows.append(row)
+                        entries.append((entry, SWEEPER_CONTEXT))
+                await balances.write(conn, updated=rows, inserted=[], deleted=[])
+                if entries:
+                    await ledger.append(conn, entries)
             total += len(due)
             if len(due) < self.batch_size:
                 return total
 
     async def expire_locks(self) -> int:
         """Give back every lock past its expiry, one transaction per feature; return the count."""
+        tables: list[Table] = [BalancesTable(), ReservationsTable(), LedgerTable()]
         total = 0
         while True:
-            async with self.sessionmaker() as session:
-                expired = await LockRepository(session).find_expired(
-                    self.clock.now(), self.batch_size
-                )
+            now = self.clock.now()
+            async with self.engine.connect() as conn:
+                expired = await reservations.find_expired(conn, now, self.batch_size)
             released = 0
-            features = {(lock.customer_id, lock.feature_id, lock.entity_id) for lock in expired}
-            for customer_id, feature_id, entity_id in sorted(features, key=str):
-                async with self.sessionmaker() as session, session.begin():
-                    service = ReservationService(session, self.clock, SWEEPER_CONTEXT)
-                    _, count = await service.lock_feature(
-                        customer_id, feature_id, entity_id, live_only=False
-                    )
-                    released += count
+            for scope in sorted({lock.scope for lock in expired}, key=str):
+                command = ExpireLocks(scope, Envelope(now, SWEEPER_CONTEXT, None))
+                outcome = await run_batch(self.engine, tables, [command], wait=True)
+                reply = None if isinstance(outcome, Retry) else outcome.replies.get(0)
+                if reply is not None and not isinstance(reply, Exception):
+                    released += json.loads(reply.body)["expired"]
             total += released
             if len(expired) < self.batch_size or released == 0:
                 return total
@@ -101,9 +115,7 @@ class Sweeper:
         total = 0
         while True:
             async with self.sessionmaker() as session, session.begin():
-                purged = await IdempotencyRepository(session).purge_older_than(
-                    cutoff, self.batch_size
-                )
+                purged = await purge_older_than(session, cutoff, self.batch_size)
             total += purged
             if purged < self.batch_size:
                 return total

@@ -52,13 +52,13 @@ async def test_error_bodies_carry_no_internals(api: Api) -> None:
 
 
 async def test_an_unexpected_failure_is_a_bare_500_problem(api: Api, app: FastAPI) -> None:
-    from app.balances.endpoints import get_balance_service
+    from app.batcher.dependencies import get_batcher
 
     class Exploding:
-        async def update(self, params: object) -> None:
+        async def submit(self, command: object) -> None:
             raise RuntimeError("secret internal detail")
 
-    app.dependency_overrides[get_balance_service] = Exploding
+    app.dependency_overrides[get_batcher] = Exploding
     # As under uvicorn: the 500 is sent, and the exception goes on to the server's log.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     headers = {"authorization": f"Bearer {api.secret}"}

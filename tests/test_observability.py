@@ -45,7 +45,7 @@ async def test_metrics_count_requests_mutations_replays_and_lock_waits(api: Api)
     assert moved("balances_mutations_total", kind="create") == 1
     assert moved("balances_mutations_total", kind="add") == 1  # the replays changed nothing
     assert moved("balances_idempotent_replays_total") == 2
-    assert moved("balances_row_lock_wait_seconds_count") == 2  # first update + the 404 lookup
+    assert moved("balances_row_lock_wait_seconds_count") == 5  # one lock step per write batch
     assert moved("balances_http_request_duration_seconds_count", operation="createBalance") == 1
     assert value(after, "balances_db_pool_size") >= 1
 

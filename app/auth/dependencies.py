@@ -8,8 +8,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth.models import Scope
 from app.auth.service import UNAUTHENTICATED_DEVELOPER, Authenticator, Principal
-from app.core.context import RequestContext
-from app.core.database import SessionDep
 from app.core.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(
@@ -20,7 +18,6 @@ bearer = HTTPBearer(
 
 async def get_principal(
     request: Request,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     if request.app.state.settings.insecure_no_auth:
@@ -28,7 +25,10 @@ async def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send an API key as 'Authorization: Bearer sk_…'.")
     authenticator: Authenticator = request.app.state.authenticator
-    principal = await authenticator.authenticate(session, credentials.credentials)
+    database = request.app.state.database
+    # A session opens a connection only if the key is not cached: most requests touch no SQL.
+    async with database.sessionmaker() as session:
+        principal = await authenticator.authenticate(session, credentials.credentials)
     if principal is None:
         raise Unauthorized("This API key is unknown or has been revoked.")
     request.state.api_key_id = principal.key_id  # for the request log line
@@ -53,14 +53,3 @@ def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
 
 ReadKey = Annotated[Principal, Depends(require(Scope.READ))]
 WriteKey = Annotated[Principal, Depends(require(Scope.WRITE))]
-
-
-async def get_request_context(request: Request, principal: PrincipalDep) -> RequestContext:
-    return RequestContext(
-        request_id=getattr(request.state, "request_id", None),
-        api_key_id=principal.key_id,
-        idempotency_key=request.headers.get("idempotency-key"),
-    )
-
-
-RequestContextDep = Annotated[RequestContext, Depends(get_request_context)]

@@ -10,8 +10,12 @@ import enum
 from datetime import datetime
 from decimal import Decimal
 
-from app.balances.models import Balance, Interval
-from app.core.errors import InsufficientBalance
+from app.balances.errors import InsufficientBalance
+from app.balances.models import Interval
+from app.balances.rows import BalanceRow
+from app.balances.rules import check_range, record
+from app.ledger.entries import Entry
+from app.ledger.models import EntryKind
 
 ZERO = Decimal(0)
 _MINUTES = {
@@ -33,8 +37,8 @@ class OverageBehavior(enum.StrEnum):
     REJECT = "reject"  # deduct all or nothing (409 insufficient_balance)
 
 
-def deduction_order(balances: list[Balance]) -> list[Balance]:
-    def key(balance: Balance) -> tuple[float, datetime, datetime, str]:
+def deduction_order(balances: list[BalanceRow]) -> list[BalanceRow]:
+    def key(balance: BalanceRow) -> tuple[float, datetime, datetime, str]:
         interval = Interval(balance.interval)
         period = float("inf") if interval is Interval.ONE_OFF else _MINUTES[interval]
         expires = balance.expires_at.replace(tzinfo=None) if balance.expires_at else _NEVER
@@ -44,8 +48,8 @@ def deduction_order(balances: list[Balance]) -> list[Balance]:
 
 
 def plan_deduction(
-    ordered: list[Balance], value: Decimal, behavior: OverageBehavior | None
-) -> list[tuple[Balance, Decimal]]:
+    ordered: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None
+) -> list[tuple[BalanceRow, Decimal]]:
     """Split ``value`` over ``ordered`` balances: ``[(balance, amount)]``, amounts non-zero.
 
     Each balance first gives what it has left (an unlimited one gives everything). What no
@@ -80,7 +84,7 @@ def plan_deduction(
     return [(by_id[balance_id], amount) for balance_id, amount in plan.items()]
 
 
-def _plan_give_back(ordered: list[Balance], amount: Decimal) -> list[tuple[Balance, Decimal]]:
+def _plan_give_back(ordered: list[BalanceRow], amount: Decimal) -> list[tuple[BalanceRow, Decimal]]:
     """Give ``amount`` back to the most recently deducted balances first, never below 0 usage."""
     plan = []
     for balance in reversed(ordered):
@@ -91,3 +95,16 @@ def _plan_give_back(ordered: list[Balance], amount: Decimal) -> list[tuple[Balan
             plan.append((balance, -back))
             amount -= back
     return plan
+
+
+def apply_usage(
+    plan: list[tuple[BalanceRow, Decimal]], kind: EntryKind, now: datetime
+) -> list[Entry]:
+    """Add each planned amount to its balance's usage (negative gives back), one entry each.
+    The rows are the caller's own copies."""
+    entries = []
+    for row, amount in plan:
+        row.usage += amount
+        check_range(row)
+        entries.append(record(row, kind, now, remaining_delta=-amount, usage_delta=amount))
+    return entries

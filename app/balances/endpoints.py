@@ -1,11 +1,13 @@
-"""HTTP endpoints of balances: parse, call one service method, render. Rules live in service."""
+"""HTTP endpoints of balances: parse, hand a command to the write path (or read), answer."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Response
+from fastapi import APIRouter, Body, Response
 
-from app.auth.dependencies import ReadKey, RequestContextDep, WriteKey
-from app.balances import examples
+from app.auth.dependencies import ReadKey, WriteKey
+from app.balances import examples, reads
+from app.balances.commands import CreateBalance, DeleteBalance, UpdateBalance
+from app.balances.rows import new_balance_id
 from app.balances.schemas import (
     Balance,
     BalanceResponse,
@@ -15,23 +17,14 @@ from app.balances.schemas import (
     ListBalancesResponse,
     UpdateBalanceParams,
 )
-from app.balances.service import BalanceService
-from app.core.database import SessionDep
+from app.batcher.dependencies import BatcherDep
+from app.core.database import ConnectionDep
 from app.core.dependencies import ClockDep, problem_responses
 from app.core.json import ExactJSONRoute, render
 from app.core.schemas import SuccessResponse
-from app.idempotency.dependencies import IdempotencyDep
+from app.idempotency.dependencies import EnvelopeDep
 
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
-
-
-async def get_balance_service(
-    session: SessionDep, clock: ClockDep, context: RequestContextDep
-) -> BalanceService:
-    return BalanceService(session, clock, context)
-
-
-BalanceServiceDep = Annotated[BalanceService, Depends(get_balance_service)]
 
 
 @router.post(
@@ -43,22 +36,17 @@ BalanceServiceDep = Annotated[BalanceService, Depends(get_balance_service)]
 )
 async def create_balance(
     params: Annotated[CreateBalanceParams, Body(openapi_examples=examples.CREATE)],
-    service: BalanceServiceDep,
-    clock: ClockDep,
     _: WriteKey,
-    idempotency: IdempotencyDep,
+    envelope: EnvelopeDep,
+    batcher: BatcherDep,
 ) -> Response:
     """Create the balance of a customer (or one of its entities) for a feature and reset interval.
 
     The key (customer, feature, entity, interval) is unique: a second create of the same key is
     refused with `409 balance_exists`. Writes a `create` ledger entry.
     """
-
-    async def create() -> Response:
-        balance = await service.create(params)
-        return render(BalanceResponse(balance=Balance.of(balance, clock.now())))
-
-    return await idempotency.run(create)
+    command = CreateBalance(params, new_balance_id(), envelope)
+    return (await batcher.submit(command)).to_response()
 
 
 @router.post(
@@ -70,10 +58,9 @@ async def create_balance(
 )
 async def update_balance(
     params: Annotated[UpdateBalanceParams, Body(openapi_examples=examples.UPDATE)],
-    service: BalanceServiceDep,
-    clock: ClockDep,
     _: WriteKey,
-    idempotency: IdempotencyDep,
+    envelope: EnvelopeDep,
+    batcher: BatcherDep,
 ) -> Response:
     """Change one balance in a single row-locked transaction.
 
@@ -85,12 +72,7 @@ async def update_balance(
 
     Each change appends one ledger entry in the same transaction. Returns the balance after it.
     """
-
-    async def update() -> Response:
-        balance = await service.update(params)
-        return render(BalanceResponse(balance=Balance.of(balance, clock.now())))
-
-    return await idempotency.run(update)
+    return (await batcher.submit(UpdateBalance(params, envelope))).to_response()
 
 
 @router.post(
@@ -102,7 +84,7 @@ async def update_balance(
 )
 async def list_balances(
     params: Annotated[ListBalancesParams, Body(openapi_examples=examples.LIST)],
-    service: BalanceServiceDep,
+    conn: ConnectionDep,
     clock: ClockDep,
     _: ReadKey,
 ) -> Response:
@@ -112,8 +94,8 @@ async def list_balances(
     consistent while balances are added). Expired balances are listed only when `statuses`
     includes `expired`.
     """
-    rows, next_cursor = await service.list(params)
     now = clock.now()
+    rows, next_cursor = await reads.list_page(conn, params, now)
     response = ListBalancesResponse(
         list=[Balance.of(row, now) for row in rows],
         has_more=next_cursor is not None,
@@ -131,17 +113,12 @@ async def list_balances(
 )
 async def delete_balance(
     params: Annotated[DeleteBalanceParams, Body(openapi_examples=examples.DELETE)],
-    service: BalanceServiceDep,
     _: WriteKey,
-    idempotency: IdempotencyDep,
+    envelope: EnvelopeDep,
+    batcher: BatcherDep,
 ) -> Response:
     """Delete one balance (same targeting rules as update).
 
     Its ledger stays, closed by a `delete` entry that takes it to zero.
     """
-
-    async def delete() -> Response:
-        await service.delete(params)
-        return render(SuccessResponse())
-
-    return await idempotency.run(delete)
+    return (await batcher.submit(DeleteBalance(params, envelope))).to_response()

@@ -1,200 +1,209 @@
-"""All SQL that touches the ``balances`` table."""
+"""All SQL that touches the ``balances`` table: Core statements, one round trip each."""
 
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.balances.models import Balance
-from app.core.metrics import LOCK_WAIT_SECONDS
-from app.core.models import equal_where_given
+from app.balances.rows import BALANCE_COLUMNS, BalanceRow, RowKey, ScopeKey, SuppliedId
+
+_COLUMNS = ", ".join(f"b.{name}" for name in BALANCE_COLUMNS)
+_NULLS = ", ".join("NULL" for _ in BALANCE_COLUMNS[4:])
+
+# The rows of the wanted scopes and ids, as of this statement's snapshot, and of those the rows
+# this transaction could lock, in (customer_id, id) order: the one order every lock in the
+# service follows. With SKIP LOCKED, a wanted row missing from ``locked`` is held by another
+# transaction (or was deleted meanwhile): the caller sends its commands to the waiting path.
+_LOCK = f"""
+WITH wanted AS (
+    SELECT b.customer_id, b.id, b.feature_id, b.entity_id FROM balances b
+    JOIN unnest(%s::text[], %s::text[], %s::text[]) AS s(customer_id, feature_id, entity_id)
+      ON b.customer_id = s.customer_id AND b.feature_id = s.feature_id
+     AND b.entity_id IS NOT DISTINCT FROM s.entity_id
+    UNION
+    SELECT b.customer_id, b.id, b.feature_id, b.entity_id FROM balances b
+    JOIN unnest(%s::text[], %s::text[]) AS r(customer_id, id)
+      ON b.customer_id = r.customer_id AND b.id = r.id
+), locked AS (
+    SELECT {_COLUMNS} FROM balances b
+    WHERE (b.customer_id, b.id) IN (SELECT customer_id, id FROM wanted)
+    ORDER BY b.customer_id, b.id
+    FOR UPDATE {{skip}}
+)
+SELECT true, locked.* FROM locked
+UNION ALL
+SELECT false, w.customer_id, w.id, w.feature_id, w.entity_id, {_NULLS} FROM wanted w
+WHERE NOT EXISTS (SELECT FROM locked l WHERE l.customer_id = w.customer_id AND l.id = w.id)
+"""
+_LOCK_SKIPPING = _LOCK.format(skip="SKIP LOCKED")
+_LOCK_WAITING = _LOCK.format(skip="")
+
+# A supplied balance_id is free unless another customer's balance ever had it (every balance
+# has ledger entries, deleted ones too). An advisory lock per id serializes the creates that
+# claim it; the check runs in a statement of its own, after the lock is ours, so its snapshot
+# sees whatever the previous holder committed.
+_LOCK_IDS = """
+SELECT s.id, {lock} FROM unnest(%s::text[]) AS s(id) ORDER BY s.id
+"""
+_TRY_LOCK_IDS = _LOCK_IDS.format(lock="pg_try_advisory_xact_lock(hashtextextended(s.id, 0))")
+_WAIT_LOCK_IDS = _LOCK_IDS.format(  # void, cast to '' once the lock is ours
+    lock="pg_advisory_xact_lock(hashtextextended(s.id, 0))::text = ''"
+)
+_USED_IDS = """
+SELECT s.id, s.customer_id FROM unnest(%s::text[], %s::text[]) AS s(id, customer_id)
+WHERE EXISTS (SELECT FROM balance_ledger l WHERE l.balance_id = s.id
+              AND l.customer_id <> s.customer_id)
+"""
+
+_CHANGED = ("included_grant", "prepaid_grant", "adjustment", "usage", "reset_anchor_at",
+            "next_reset_at", "expires_at", "reset_count", "version", "updated_at")  # fmt: skip
+_TYPES = {
+    "interval_count": "int", "included_grant": "numeric", "prepaid_grant": "numeric",
+    "adjustment": "numeric", "usage": "numeric", "unlimited": "bool", "overage_allowed": "bool",
+    "reset_anchor_at": "timestamptz", "next_reset_at": "timestamptz",
+    "expires_at": "timestamptz", "reset_count": "bigint", "version": "bigint",
+    "created_at": "timestamptz", "updated_at": "timestamptz",
+}  # fmt: skip
 
 
-def _feature_of(
-    customer_id: str, feature_id: str, entity_id: str | None
-) -> list[ColumnElement[bool]]:
-    """The balances of one customer's feature at one scope: an entity's, or (None) the
-    customer-level ones. NOT DISTINCT FROM makes None match NULL, as the key index does."""
-    return [
-        Balance.customer_id == customer_id,
-        Balance.feature_id == feature_id,
-        Balance.entity_id.is_not_distinct_from(entity_id),
-    ]
+def _unnest(names: Sequence[str], alias: str) -> str:
+    arrays = ", ".join(f"%s::{_TYPES.get(name, 'text')}[]" for name in names)
+    return f"unnest({arrays}) AS {alias}({', '.join(names)})"
 
 
-def _is_live(now: datetime) -> ColumnElement[bool]:
-    return or_(Balance.expires_at.is_(None), Balance.expires_at > now)
+_UPDATE = f"""
+UPDATE balances AS b SET {", ".join(f"{name} = u.{name}" for name in _CHANGED)}
+FROM {_unnest(("customer_id", "id", *_CHANGED), "u")}
+WHERE b.customer_id = u.customer_id AND b.id = u.id
+"""
+_INSERT = f"""
+INSERT INTO balances ({", ".join(BALANCE_COLUMNS)})
+SELECT * FROM {_unnest(BALANCE_COLUMNS, "n")}
+"""
+_DELETE = """
+DELETE FROM balances AS b USING unnest(%s::text[], %s::text[]) AS d(customer_id, id)
+WHERE b.customer_id = d.customer_id AND b.id = d.id
+"""
 
 
-class BalanceRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+def _columns(rows: Sequence[BalanceRow], names: Sequence[str]) -> tuple[list[Any], ...]:
+    return tuple([getattr(row, name) for row in rows] for name in names)
 
-    async def insert(self, values: dict[str, Any]) -> Balance | None:
-        """Insert a balance; ``None`` when its id or its key is already taken.
 
-        ON CONFLICT DO NOTHING instead of catching IntegrityError: two concurrent creates of one
-        key leave exactly one row and the loser gets a clean answer, with its transaction intact.
-        """
-        statement = insert(Balance).values(values).on_conflict_do_nothing().returning(Balance)
-        return (await self.session.scalars(statement)).one_or_none()
+async def lock(
+    conn: AsyncConnection, scopes: Sequence[ScopeKey], ids: Sequence[RowKey], *, wait: bool
+) -> tuple[list[BalanceRow], list[tuple[str, str, str, str | None]]]:
+    """Lock the balances of ``scopes`` and ``ids``; return them and the (customer, id, feature,
+    entity) of wanted rows that could not be locked (only without ``wait``)."""
+    parameters = (
+        [s.customer_id for s in scopes],
+        [s.feature_id for s in scopes],
+        [s.entity_id for s in scopes],
+        [r.customer_id for r in ids],
+        [r.id for r in ids],
+    )
+    statement = _LOCK_WAITING if wait else _LOCK_SKIPPING
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, parameters)).all()
+    locked = [BalanceRow(*row[1:]) for row in result if row[0]]
+    held = [(row[1], row[2], row[3], row[4]) for row in result if not row[0]]
+    return locked, held
 
-    async def lock_supplied_id(self, balance_id: str) -> None:
-        """Serialize creates that supply the same ``balance_id`` (for any customer) until commit,
-        so checking that the id is free and taking it cannot interleave."""
-        await self.session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtextextended(balance_id, 0)))
-        )
 
-    async def get(self, customer_id: str, balance_id: str) -> Balance | None:
-        return await self.session.get(Balance, (customer_id, balance_id))
+async def claim_ids(
+    conn: AsyncConnection, claims: Sequence[SuppliedId], *, wait: bool
+) -> tuple[set[SuppliedId], set[SuppliedId]]:
+    """Take the advisory lock of each supplied id; return the claims another customer's balance
+    already used, and those whose lock another transaction holds (only without ``wait``)."""
+    statement = _WAIT_LOCK_IDS if wait else _TRY_LOCK_IDS
+    ids = sorted({c.id for c in claims})
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (ids,))).all()
+    locked = {row[0] for row in result if row[1]}
+    held = {c for c in claims if c.id not in locked}
+    ours = [c for c in claims if c.id in locked]
+    parameters = ([c.id for c in ours], [c.customer_id for c in ours])
+    used: Sequence[Any] = (await conn.exec_driver_sql(_USED_IDS, parameters)).all()
+    taken = {SuppliedId(row[0], row[1]) for row in used}
+    return taken, held
 
-    async def get_by_key(
-        self, customer_id: str, feature_id: str, entity_id: str | None, interval: str
-    ) -> Balance | None:
-        statement = select(Balance).where(
-            *_feature_of(customer_id, feature_id, entity_id), Balance.interval == interval
-        )
-        return (await self.session.scalars(statement)).one_or_none()
 
-    async def find_matching(
-        self,
-        *,
-        customer_id: str | None,
-        balance_id: str | None,
-        feature_id: str | None,
-        entity_id: str | None,
-        interval: str | None,
-    ) -> Sequence[Balance]:
-        """Balances matching the given fields, read without locks (for showing, not changing)."""
-        conditions = equal_where_given(
-            (Balance.customer_id, customer_id),
-            (Balance.id, balance_id),
-            (Balance.feature_id, feature_id),
-            (Balance.entity_id, entity_id),
-            (Balance.interval, interval),
-        )
-        return (await self.session.scalars(select(Balance).where(*conditions))).all()
+async def write(
+    conn: AsyncConnection,
+    updated: Sequence[BalanceRow],
+    inserted: Sequence[BalanceRow],
+    deleted: Sequence[RowKey],
+) -> None:
+    """Deletes first: a create may take the key of an expired balance it retires."""
+    if deleted:
+        keys = ([k.customer_id for k in deleted], [k.id for k in deleted])
+        await conn.exec_driver_sql(_DELETE, keys)
+    if updated:
+        await conn.exec_driver_sql(_UPDATE, _columns(updated, ("customer_id", "id", *_CHANGED)))
+    if inserted:
+        await conn.exec_driver_sql(_INSERT, _columns(inserted, BALANCE_COLUMNS))
 
-    async def find_live(
-        self, customer_id: str, feature_id: str, entity_id: str | None, now: datetime
-    ) -> Sequence[Balance]:
-        """The live balances of (customer, feature, entity), read without locks."""
-        statement = (
-            select(Balance)
-            .where(*_feature_of(customer_id, feature_id, entity_id), _is_live(now))
-            .order_by(Balance.id)
-        )
-        return (await self.session.scalars(statement)).all()
 
-    async def get_by_key_for_update(
-        self, customer_id: str, feature_id: str, entity_id: str | None, interval: str
-    ) -> Balance | None:
-        """Lock the balance holding a key (live or expired), to retire it if it has expired."""
-        statement = (
-            select(Balance)
-            .where(*_feature_of(customer_id, feature_id, entity_id), Balance.interval == interval)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        with LOCK_WAIT_SECONDS.time():
-            return (await self.session.scalars(statement)).one_or_none()
+# Reads: no locks, one statement each.
 
-    async def get_for_update(self, customer_id: str, balance_id: str) -> Balance | None:
-        """Lock one balance for the read-check-write of a mutation.
+_SELECT = f"SELECT {_COLUMNS} FROM balances b"
 
-        ``FOR UPDATE`` makes concurrent mutations of this balance queue behind each other, so each
-        computes from the value the previous one committed: no lost update. Other balances are
-        not touched, so they never wait on this one.
-        """
-        statement = (
-            select(Balance)
-            .where(Balance.customer_id == customer_id, Balance.id == balance_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        with LOCK_WAIT_SECONDS.time():
-            return (await self.session.scalars(statement)).one_or_none()
 
-    async def find_live_for_update(
-        self,
-        customer_id: str,
-        feature_id: str,
-        entity_id: str | None,
-        interval: str | None,
-        now: datetime | None,
-    ) -> Sequence[Balance]:
-        """Lock the live balances of (customer, feature, entity[, interval]), in id order.
+async def find_live(conn: AsyncConnection, scope: ScopeKey, now: datetime) -> list[BalanceRow]:
+    """The live balances of one scope, read without locks, in id order."""
+    statement = f"""{_SELECT}
+        WHERE b.customer_id = %s AND b.feature_id = %s AND b.entity_id IS NOT DISTINCT FROM %s
+          AND (b.expires_at IS NULL OR b.expires_at > %s)
+        ORDER BY b.id"""
+    parameters = (scope.customer_id, scope.feature_id, scope.entity_id, now)
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, parameters)).all()
+    return [BalanceRow(*row) for row in result]
 
-        Every multi-row lock in the service is taken in id order, so two transactions that lock
-        overlapping sets can never wait on each other in a cycle (no deadlock). Rows deleted or
-        expired while we waited are re-checked by Postgres and drop out of the result.
-        """
-        conditions = _feature_of(customer_id, feature_id, entity_id)
-        if now is not None:  # None: expired balances too (finalizing a lock may touch them)
-            conditions.append(_is_live(now))
-        if interval is not None:
-            conditions.append(Balance.interval == interval)
-        statement = (
-            select(Balance)
-            .where(*conditions)
-            .order_by(Balance.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        with LOCK_WAIT_SECONDS.time():
-            return (await self.session.scalars(statement)).all()
 
-    async def find_due_for_reset_for_update(self, now: datetime, limit: int) -> Sequence[Balance]:
-        """Lock up to ``limit`` balances whose reset is due, skipping rows others hold.
+async def find_matching(conn: AsyncConnection, filters: dict[str, str | None]) -> list[BalanceRow]:
+    """Balances whose columns equal the given (non-None) filters, read without locks."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    where = " AND ".join(f"b.{name} = %s" for name in given) or "true"
+    statement = f"{_SELECT} WHERE {where} ORDER BY b.customer_id, b.id"
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, tuple(given.values()))).all()
+    return [BalanceRow(*row) for row in result]
 
-        SKIP LOCKED: a balance locked by a request is being reset by that request anyway, and
-        several sweepers (one per worker) share the work instead of queueing on each other.
-        """
-        statement = (
-            select(Balance)
-            .where(Balance.next_reset_at <= now)
-            .order_by(Balance.next_reset_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.scalars(statement)).all()
 
-    async def delete(self, balance: Balance) -> None:
-        await self.session.delete(balance)
+async def list_page(
+    conn: AsyncConnection,
+    *,
+    filters: dict[str, str | None],
+    include_active: bool,
+    include_expired: bool,
+    after: tuple[str, str] | None,
+    limit: int,
+    now: datetime,
+) -> list[BalanceRow]:
+    """One page in (customer_id, id) order, starting after the cursor (keyset pagination)."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    conditions = [f"b.{name} = %s" for name in given]
+    parameters: list[Any] = list(given.values())
+    if include_active and not include_expired:
+        conditions.append("(b.expires_at IS NULL OR b.expires_at > %s)")
+        parameters.append(now)
+    elif include_expired and not include_active:
+        conditions.append("b.expires_at <= %s")
+        parameters.append(now)
+    if after is not None:
+        conditions.append("(b.customer_id, b.id) > (%s, %s)")
+        parameters.extend(after)
+    where = " AND ".join(conditions) or "true"
+    statement = f"{_SELECT} WHERE {where} ORDER BY b.customer_id, b.id LIMIT %s"
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (*parameters, limit))).all()
+    return [BalanceRow(*row) for row in result]
 
-    async def list_page(
-        self,
-        *,
-        customer_id: str | None,
-        feature_id: str | None,
-        entity_id: str | None,
-        include_active: bool,
-        include_expired: bool,
-        after: tuple[str, str] | None,
-        limit: int,
-        now: datetime,
-    ) -> Sequence[Balance]:
-        """One page in (customer_id, id) order, starting after the cursor (keyset pagination)."""
-        conditions = equal_where_given(
-            (Balance.customer_id, customer_id),
-            (Balance.feature_id, feature_id),
-            (Balance.entity_id, entity_id),
-        )
-        if include_active and not include_expired:
-            conditions.append(_is_live(now))
-        elif include_expired and not include_active:
-            conditions.append(and_(Balance.expires_at.is_not(None), Balance.expires_at <= now))
-        if after is not None:
-            conditions.append(tuple_(Balance.customer_id, Balance.id) > tuple_(*after))
-        statement = (
-            select(Balance)
-            .where(*conditions)
-            .order_by(Balance.customer_id, Balance.id)
-            .limit(limit)
-        )
-        return (await self.session.scalars(statement)).all()
+
+async def lock_due_for_reset(conn: AsyncConnection, now: datetime, limit: int) -> list[BalanceRow]:
+    """Lock up to ``limit`` balances whose reset is due, skipping rows others hold.
+
+    SKIP LOCKED: a balance locked by a request is being reset by that request anyway, and
+    several sweepers share the work instead of queueing on each other.
+    """
+    statement = f"""{_SELECT} WHERE b.next_reset_at <= %s
+        ORDER BY b.next_reset_at LIMIT %s FOR UPDATE SKIP LOCKED"""
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (now, limit))).all()
+    return [BalanceRow(*row) for row in result]

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from app.balances.models import Balance, Interval
+from app.balances.models import Interval
 from app.balances.periods import first_boundary_after
+from app.balances.rows import BalanceRow
 
 ZERO = Decimal(0)
 
 
-def due_reset(balance: Balance, now: datetime) -> datetime | None:
+def due_reset(balance: BalanceRow, now: datetime) -> datetime | None:
     """The ``next_reset_at`` the balance moves to if a reset is due at ``now``, else ``None``."""
     if balance.next_reset_at is None or balance.next_reset_at > now:
         return None
@@ -43,7 +44,7 @@ class BalanceState:
         return self.granted - self.usage
 
 
-def state_at(balance: Balance, now: datetime) -> BalanceState:
+def state_at(balance: BalanceRow, now: datetime) -> BalanceState:
     """What a read shows: the stored row with any due reset applied, without writing anything."""
     next_reset_at = due_reset(balance, now)
     if next_reset_at is None:

@@ -6,9 +6,9 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from app.balances import models
 from app.balances.models import Interval
 from app.balances.resets import state_at
+from app.balances.rows import BalanceRow
 from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
 from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
 
@@ -171,7 +171,7 @@ class Balance(ResponseSchema):
     updated_at: EpochMillis
 
     @classmethod
-    def of(cls, balance: models.Balance, now: datetime) -> "Balance":
+    def of(cls, balance: BalanceRow, now: datetime) -> "Balance":
         interval = Interval(balance.interval)
         state = state_at(balance, now)
         reset = None

@@ -2,34 +2,30 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Response
+from fastapi import APIRouter, Body, Response
 
-from app.auth.dependencies import ReadKey, RequestContextDep, WriteKey, authorize
+from app.auth.dependencies import ReadKey, WriteKey, authorize
 from app.auth.models import Scope
+from app.balances import repository as balances
+from app.balances.rows import ScopeKey
+from app.batcher.dependencies import BatcherDep
+from app.consumption.commands import CheckAndChange, Track
+from app.consumption.rules import is_allowed
 from app.consumption.schemas import (
     CheckParams,
     CheckResponse,
-    Deduction,
     FeatureBalance,
     TrackParams,
     TrackResponse,
 )
-from app.consumption.service import ConsumptionService
-from app.core.database import SessionDep
-from app.core.dependencies import ClockDep, problem_responses
+from app.core.database import DatabaseDep
+from app.core.dependencies import problem_responses
+from app.core.errors import InvalidRequest
 from app.core.json import ExactJSONRoute, render
-from app.idempotency.dependencies import IdempotencyDep
+from app.idempotency.dependencies import EnvelopeDep
 
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 
-
-async def get_consumption_service(
-    session: SessionDep, clock: ClockDep, context: RequestContextDep
-) -> ConsumptionService:
-    return ConsumptionService(session, clock, context)
-
-
-ConsumptionServiceDep = Annotated[ConsumptionService, Depends(get_consumption_service)]
 
 _CHECK_EXAMPLES: dict[str, Any] = {
     "gate": {
@@ -67,10 +63,10 @@ _TRACK_EXAMPLES: dict[str, Any] = {
 )
 async def check(
     params: Annotated[CheckParams, Body(openapi_examples=_CHECK_EXAMPLES)],
-    service: ConsumptionServiceDep,
-    clock: ClockDep,
     principal: ReadKey,
-    idempotency: IdempotencyDep,
+    envelope: EnvelopeDep,
+    batcher: BatcherDep,
+    database: DatabaseDep,
 ) -> Response:
     """Whether the customer may use `required_balance` (default 1) of a feature.
 
@@ -81,24 +77,27 @@ async def check(
     - `lock`: an allowed check reserves `required_balance` until `balances.finalize` or
       `lock.expires_at` (ledger `lock`).
     """
+    if params.send_event and params.lock is not None:
+        raise InvalidRequest(
+            "Give send_event or lock, not both: a lock is settled later.", "send_event", "lock"
+        )
     if params.send_event or params.lock is not None:
         authorize(principal, Scope.WRITE)  # it changes balances
-
-    async def check() -> Response:
-        result = await service.check(params)
-        response = CheckResponse(
-            allowed=result.allowed,
-            customer_id=params.customer_id,
-            feature_id=params.feature_id,
-            entity_id=params.entity_id,
-            required_balance=params.required_balance,
-            balance=FeatureBalance.of(params.feature_id, result.balances, clock.now()),
-            lock_id=result.lock.lock_id if result.lock else None,
-            reserved=result.lock.amount if result.lock else None,
-        )
-        return render(response)
-
-    return await idempotency.run(check)
+        return (await batcher.submit(CheckAndChange(params, envelope))).to_response()
+    # A pure read: no row locks; the reset state is computed on the fly.
+    now = envelope.now
+    scope = ScopeKey(params.customer_id, params.feature_id, params.entity_id)
+    async with database.engine.connect() as conn:
+        rows = await balances.find_live(conn, scope, now)
+    response = CheckResponse(
+        allowed=is_allowed(rows, params.required_balance, now),
+        customer_id=params.customer_id,
+        feature_id=params.feature_id,
+        entity_id=params.entity_id,
+        required_balance=params.required_balance,
+        balance=FeatureBalance.of(params.feature_id, rows, now),
+    )
+    return render(response)
 
 
 @router.post(
@@ -110,10 +109,9 @@ async def check(
 )
 async def track(
     params: Annotated[TrackParams, Body(openapi_examples=_TRACK_EXAMPLES)],
-    service: ConsumptionServiceDep,
-    clock: ClockDep,
     _: WriteKey,
-    idempotency: IdempotencyDep,
+    envelope: EnvelopeDep,
+    batcher: BatcherDep,
 ) -> Response:
     """Deduct `value` across the feature's live balances, in one locked transaction.
 
@@ -123,19 +121,4 @@ async def track(
     `overage_allowed` take what the others cannot. A negative `value` gives back, in reverse
     order. Unlimited balances count usage and never block. One `track` entry per balance.
     """
-
-    async def track() -> Response:
-        result = await service.track(params)
-        now = clock.now()
-        response = TrackResponse(
-            customer_id=params.customer_id,
-            feature_id=params.feature_id,
-            entity_id=params.entity_id,
-            value=params.value,
-            deducted=result.deducted,
-            balance=FeatureBalance.of(params.feature_id, result.balances, now),
-            deductions=[Deduction.of(b, amount, now) for b, amount in result.deductions],
-        )
-        return render(response)
-
-    return await idempotency.run(track)
+    return (await batcher.submit(Track(params, envelope))).to_response()

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, StrictBool, field_validator
 
-from app.balances import models
+from app.balances.allocation import OverageBehavior
 from app.balances.resets import state_at
+from app.balances.rows import BalanceRow
 from app.balances.schemas import Balance, Reset
-from app.consumption.allocation import OverageBehavior
 from app.core.schemas import RequestSchema, ResponseSchema
 from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
 
@@ -81,7 +81,7 @@ class FeatureBalance(ResponseSchema):
 
     @classmethod
     def of(
-        cls, feature_id: str, balances: list[models.Balance], now: datetime
+        cls, feature_id: str, balances: list[BalanceRow], now: datetime
     ) -> "FeatureBalance | None":
         if not balances:
             return None
@@ -119,7 +119,7 @@ class Deduction(ResponseSchema):
     value: QuantityOut
 
     @classmethod
-    def of(cls, balance: models.Balance, value: Decimal, now: datetime) -> "Deduction":
+    def of(cls, balance: BalanceRow, value: Decimal, now: datetime) -> "Deduction":
         return cls(
             balance_id=balance.id,
             feature_id=balance.feature_id,

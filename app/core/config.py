@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     idempotency_retention_hours: float = Field(default=24.0, ge=24)
     # A request stuck behind a row lock fails fast with 503 lock_timeout instead of hanging.
     lock_timeout_ms: int = Field(default=5_000, ge=1)
+    # The write path: per process, this many partitions batch writes in parallel (a connection
+    # each), up to write_batch_size commands per transaction; commands whose rows another
+    # transaction holds wait for them on at most write_waiting_slots connections.
+    write_partitions: int = Field(default=4, ge=1, le=64)
+    write_batch_size: int = Field(default=64, ge=1, le=1000)
+    write_waiting_slots: int = Field(default=4, ge=1, le=64)
     statement_timeout_ms: int = Field(default=15_000, ge=1)
     # 0 turns the background sweeper off; `balances sweep` still works on demand.
     sweep_interval_seconds: float = Field(default=0, ge=0)

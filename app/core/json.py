@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from app.core.errors import UnsupportedMediaType
+from app.core.reply import Reply
 
 
 def _refuse_constant(name: str) -> Any:
@@ -107,3 +108,8 @@ class ExactJSONResponse(JSONResponse):
 def render(model: BaseModel, status_code: int = 200) -> ExactJSONResponse:
     """A response schema as exact JSON (Decimal stays Decimal until it is written)."""
     return ExactJSONResponse(model.model_dump(), status_code=status_code)
+
+
+def render_reply(model: BaseModel, status: int = 200) -> Reply:
+    """A response schema as exact JSON bytes, ready to send or to store."""
+    return Reply(status, dumps_exact(model.model_dump()))

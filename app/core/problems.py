@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 
 from app.core.errors import DomainError, ServiceUnavailable
 from app.core.json import ExactJSONResponse
+from app.core.reply import Reply
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,13 @@ def problem_response(error: DomainError) -> ProblemResponse:
     if error.headers:
         response.headers.update(error.headers)
     return response
+
+
+def problem_reply(error: DomainError) -> Reply:
+    """The same problem, rendered to bytes (the write path stores and replays these)."""
+    response = problem_response(error)
+    headers = dict(error.headers) if error.headers else {}
+    return Reply(response.status_code, bytes(response.body), PROBLEM_MEDIA_TYPE, headers)
 
 
 def _error_item(error: Any) -> dict[str, Any]:
@@ -79,20 +87,41 @@ _RETRYABLE = {
     "57014": ("statement_timeout", "The database took too long to answer."),
     "40001": ("serialization_failure", "A concurrent change conflicted with this request."),
     "40P01": ("deadlock_detected", "A concurrent change conflicted with this request."),
+    "23505": ("write_conflict", "A concurrent change conflicted with this request."),
 }
+# The server is going away or not there: admin/crash shutdown, cannot connect now.
+_UNAVAILABLE = {"57P01", "57P02", "57P03"}
+
+
+def is_disconnect(error: DBAPIError) -> bool:
+    """Whether the connection (or the server) went away, rather than the statement failing."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return (
+        error.connection_invalidated
+        or sqlstate in _UNAVAILABLE
+        or (sqlstate or "").startswith("08")
+        or (isinstance(error, OperationalError) and sqlstate is None)
+    )
+
+
+def database_problem(error: DBAPIError) -> DomainError:
+    """The 503 for a database error that says nothing was applied; raises nothing."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE:
+        code, message = _RETRYABLE[sqlstate]
+        return ServiceUnavailable(code, f"{message} Nothing was applied; retry.")
+    if is_disconnect(error):
+        return ServiceUnavailable("database_unavailable", "The database is unreachable; retry.")
+    return ServiceUnavailable("database_error", "The database refused the change; retry.")
 
 
 async def _on_database_error(request: Request, error: Exception) -> ProblemResponse:
     assert isinstance(error, DBAPIError)
     sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate in _RETRYABLE:
-        code, message = _RETRYABLE[sqlstate]
-        return problem_response(ServiceUnavailable(code, f"{message} Nothing was applied; retry."))
-    if isinstance(error, OperationalError) and sqlstate is None:  # connection lost or refused
-        logger.warning("database unavailable: %s", error.orig)
-        return problem_response(
-            ServiceUnavailable("database_unavailable", "The database is unreachable; retry.")
-        )
+    if sqlstate in _RETRYABLE or is_disconnect(error):
+        if is_disconnect(error):
+            logger.warning("database unavailable: %s", type(error.orig).__name__)
+        return problem_response(database_problem(error))
     return await _on_unexpected_error(request, error)
 
 

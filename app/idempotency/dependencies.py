@@ -1,14 +1,15 @@
-"""The ``Idempotency-Key`` header and the per-request ``Idempotency`` runner."""
+"""The ``Idempotency-Key`` header, and the envelope every write command travels in."""
 
-from typing import Annotated
+import hashlib
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
 from app.auth.dependencies import PrincipalDep
-from app.core.database import SessionDep
-from app.core.dependencies import ClockDep
+from app.batcher.protocols import Envelope, IdempotencyClaim
+from app.core.context import RequestContext
 from app.core.errors import InvalidRequest
-from app.idempotency.service import Idempotency, fingerprint
+from app.core.json import dumps_exact
 
 
 async def idempotency_key(
@@ -31,15 +32,34 @@ async def idempotency_key(
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
 
 
-async def get_idempotency(
-    request: Request,
-    session: SessionDep,
-    clock: ClockDep,
-    principal: PrincipalDep,
-    key: IdempotencyKeyDep,
-) -> Idempotency:
-    body = await request.json() if key is not None else None
-    return Idempotency(session, clock, principal.key_id, key, fingerprint(request.url.path, body))
+def fingerprint(path: str, body: Any) -> bytes:
+    """What makes two requests "the same": the path and the body, keys sorted."""
+    canonical = dumps_exact(_sorted(body))
+    return hashlib.sha256(path.encode() + b"\n" + canonical).digest()
 
 
-IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
+async def get_envelope(
+    request: Request, principal: PrincipalDep, key: IdempotencyKeyDep
+) -> Envelope:
+    """One ``now`` for the request, who asks, and the claim on its Idempotency-Key."""
+    claim = None
+    if key is not None:
+        scope = principal.key_id or "-"  # auth off (development): one shared key space
+        claim = IdempotencyClaim(scope, key, fingerprint(request.url.path, await request.json()))
+    context = RequestContext(
+        request_id=getattr(request.state, "request_id", None),
+        api_key_id=principal.key_id,
+        idempotency_key=key,
+    )
+    return Envelope(request.app.state.clock.now(), context, claim)
+
+
+EnvelopeDep = Annotated[Envelope, Depends(get_envelope)]

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, LargeBinary, Text
+from sqlalchemy import DateTime, Index, Integer, LargeBinary, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.models import Base
@@ -10,6 +10,8 @@ from app.core.models import Base
 
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency_keys"
+    # Purging old records scans by age.
+    __table_args__ = (Index("ix_idempotency_keys_created_at", "created_at"),)
 
     api_key_id: Mapped[str] = mapped_column(Text, primary_key=True)
     key: Mapped[str] = mapped_column(Text, primary_key=True)

@@ -1,53 +1,79 @@
 """All SQL that touches the ``balance_ledger`` table. Rows are only ever inserted."""
 
 from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.models import equal_where_given
-from app.ledger.models import LedgerEntry
+from app.core.context import RequestContext
+from app.ledger.entries import ENTRY_COLUMNS, Entry
+
+_CONTEXT = ("idempotency_key", "request_id", "api_key_id")
+_TYPES = {
+    "remaining_delta": "numeric", "usage_delta": "numeric", "remaining_after": "numeric",
+    "usage_after": "numeric", "granted_after": "numeric", "balance_version": "bigint",
+    "created_at": "timestamptz",
+}  # fmt: skip
+_NAMES = (*ENTRY_COLUMNS, *_CONTEXT)
+
+# unnest keeps the array order, so the identity ids follow the order the rules appended in.
+_APPEND = f"""
+INSERT INTO balance_ledger ({", ".join(_NAMES)})
+SELECT * FROM unnest({", ".join(f"%s::{_TYPES.get(name, 'text')}[]" for name in _NAMES)})
+"""
 
 
-class LedgerRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+async def append(conn: AsyncConnection, items: Sequence[tuple[Entry, RequestContext]]) -> None:
+    """Insert the entries of a batch in one statement, each stamped with its request."""
+    columns: list[list[Any]] = [[] for _ in _NAMES]
+    for entry, context in items:
+        values = (*(getattr(entry, name) for name in ENTRY_COLUMNS),
+                  context.idempotency_key, context.request_id, context.api_key_id)  # fmt: skip
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    await conn.exec_driver_sql(_APPEND, tuple(columns))
 
-    def append(self, entry: LedgerEntry) -> None:
-        """Queue an entry; it is written with the balance change at the next flush."""
-        self.session.add(entry)
 
-    async def balance_id_used_by_another_customer(self, balance_id: str, customer_id: str) -> bool:
-        """Whether another customer's balance ever had this id (every balance has entries)."""
-        statement = (
-            select(LedgerEntry.id)
-            .where(LedgerEntry.balance_id == balance_id, LedgerEntry.customer_id != customer_id)
-            .limit(1)
-        )
-        return (await self.session.scalar(statement)) is not None
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry as history shows it; ``id`` is None for a reset that is due but not written."""
 
-    async def page(
-        self,
-        *,
-        customer_id: str | None,
-        balance_id: str | None,
-        feature_id: str | None,
-        entity_id: str | None,
-        interval: str | None,
-        before_id: int | None,
-        limit: int,
-    ) -> Sequence[LedgerEntry]:
-        """Entries newest first, starting below ``before_id`` (keyset pagination)."""
-        conditions = equal_where_given(
-            (LedgerEntry.customer_id, customer_id),
-            (LedgerEntry.balance_id, balance_id),
-            (LedgerEntry.feature_id, feature_id),
-            (LedgerEntry.entity_id, entity_id),
-            (LedgerEntry.interval, interval),
-        )
-        if before_id is not None:
-            conditions.append(LedgerEntry.id < before_id)
-        statement = (
-            select(LedgerEntry).where(*conditions).order_by(LedgerEntry.id.desc()).limit(limit)
-        )
-        return (await self.session.scalars(statement)).all()
+    id: int | None
+    customer_id: str
+    balance_id: str
+    feature_id: str
+    entity_id: str | None
+    interval: str
+    kind: str
+    remaining_delta: Decimal
+    usage_delta: Decimal
+    remaining_after: Decimal
+    usage_after: Decimal
+    granted_after: Decimal
+    balance_version: int
+    idempotency_key: str | None
+    request_id: str | None
+    api_key_id: str | None
+    created_at: datetime
+
+
+_STORED = ", ".join(f.name for f in fields(StoredEntry))
+
+
+async def page(
+    conn: AsyncConnection, filters: dict[str, str | None], before_id: int | None, limit: int
+) -> list[StoredEntry]:
+    """Entries matching the given (non-None) filters, newest first, below ``before_id``."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    conditions = [f"{name} = %s" for name in given]
+    parameters: list[Any] = list(given.values())
+    if before_id is not None:
+        conditions.append("id < %s")
+        parameters.append(before_id)
+    where = " AND ".join(conditions) or "true"
+    statement = f"SELECT {_STORED} FROM balance_ledger WHERE {where} ORDER BY id DESC LIMIT %s"
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (*parameters, limit))).all()
+    return [StoredEntry(*row) for row in result]

@@ -3,18 +3,20 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.auth.dependencies import RequestContextDep, WriteKey
-from app.core.database import SessionDep
-from app.core.dependencies import ClockDep, problem_responses
-from app.core.errors import LockNotActive
-from app.core.json import ExactJSONRoute, render
-from app.core.problems import problem_response
+from app.auth.dependencies import WriteKey
+from app.batcher.dependencies import BatcherDep
+from app.core.database import DatabaseDep
+from app.core.dependencies import problem_responses
+from app.core.json import ExactJSONRoute
 from app.core.schemas import SuccessResponse
-from app.idempotency.dependencies import IdempotencyDep
-from app.reservations.models import LockStatus
+from app.idempotency.dependencies import EnvelopeDep
+from app.reservations import repository
+from app.reservations.commands import Finalize
+from app.reservations.errors import AmbiguousLock, LockNotFound
+from app.reservations.rows import LockKey, LockRow
 from app.reservations.schemas import FinalizeLockParams
-from app.reservations.service import ReservationService
 
 router = APIRouter(prefix="/v1", tags=["reservations"], route_class=ExactJSONRoute)
 
@@ -44,11 +46,10 @@ _EXAMPLES: dict[str, Any] = {
 )
 async def finalize_lock(
     params: Annotated[FinalizeLockParams, Body(openapi_examples=_EXAMPLES)],
-    session: SessionDep,
-    clock: ClockDep,
-    context: RequestContextDep,
     _: WriteKey,
-    idempotency: IdempotencyDep,
+    envelope: EnvelopeDep,
+    batcher: BatcherDep,
+    database: DatabaseDep,
 ) -> Response:
     """Settle a lock taken by `balances.check` with `lock`.
 
@@ -57,14 +58,24 @@ async def finalize_lock(
     finalized once: again, or after its `expires_at`, is `409 lock_not_active` (an expired lock
     is given back automatically); an unknown `lock_id` is `404 lock_not_found`.
     """
+    async with database.engine.connect() as conn:
+        found = await _find(conn, params.customer_id, params.lock_id)
+    return (await batcher.submit(Finalize(params, found, envelope))).to_response()
 
-    async def finalize() -> Response:
-        status = await ReservationService(session, clock, context).finalize(params)
-        if status is LockStatus.EXPIRED:
-            # Returned, not raised: the automatic release must commit with this response.
-            return problem_response(
-                LockNotActive(f"Lock '{params.lock_id}' expired and was released automatically.")
-            )
-        return render(SuccessResponse())
 
-    return await idempotency.run(finalize)
+async def _find(conn: AsyncConnection, customer_id: str | None, lock_id: str) -> LockRow:
+    """The lock to finalize, read without locks (locks are never deleted, and their customer
+    and feature never change): it tells the write path what to lock."""
+    if customer_id is not None:
+        lock = await repository.get(conn, LockKey(customer_id, lock_id))
+        if lock is None:
+            raise LockNotFound(f"Customer '{customer_id}' has no lock '{lock_id}'.")
+        return lock
+    matches = await repository.find_by_lock_id(conn, lock_id)
+    if not matches:
+        raise LockNotFound(f"There is no lock '{lock_id}'.")
+    if len(matches) > 1:
+        raise AmbiguousLock(
+            f"Several customers have a lock '{lock_id}': give customer_id to choose one."
+        )
+    return matches[0]

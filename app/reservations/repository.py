@@ -1,75 +1,124 @@
 """All SQL that touches ``balance_locks``.
 
-Lock order: a lock row is only ever locked *after* the balances it holds are locked (id order),
-by every path (check, track, finalize, sweeper), so reservations cannot deadlock with usage.
+Lock order: lock rows are locked *after* the balances they hold (the batcher locks tables in
+order: balances, then reservations), by every path, so reservations never deadlock with usage.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from psycopg.types.json import Jsonb
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.reservations.models import BalanceLock, LockStatus
+from app.balances.rows import ScopeKey
+from app.reservations.rows import LOCK_COLUMNS, LockKey, LockRow
+
+_COLUMNS = ", ".join(f"l.{name}" for name in LOCK_COLUMNS)
+_NULLS = ", ".join("NULL" for _ in LOCK_COLUMNS[2:])
+
+# As for balances: wanted rows by snapshot, the ones locked, and (SKIP LOCKED) those held
+# elsewhere. A scope's active locks are wanted only when past the expiry horizon given.
+_LOCK = f"""
+WITH wanted AS (
+    SELECT l.customer_id, l.lock_id FROM balance_locks l
+    JOIN unnest(%s::text[], %s::text[]) AS k(customer_id, lock_id)
+      ON l.customer_id = k.customer_id AND l.lock_id = k.lock_id
+    UNION
+    SELECT l.customer_id, l.lock_id FROM balance_locks l
+    JOIN unnest(%s::text[], %s::text[], %s::text[]) AS s(customer_id, feature_id, entity_id)
+      ON l.customer_id = s.customer_id AND l.feature_id = s.feature_id
+     AND l.entity_id IS NOT DISTINCT FROM s.entity_id
+    WHERE l.status = 'active' AND l.expires_at <= %s
+), locked AS (
+    SELECT {_COLUMNS} FROM balance_locks l
+    WHERE (l.customer_id, l.lock_id) IN (SELECT customer_id, lock_id FROM wanted)
+    ORDER BY l.customer_id, l.lock_id
+    FOR UPDATE {{skip}}
+)
+SELECT true, locked.* FROM locked
+UNION ALL
+SELECT false, w.customer_id, w.lock_id, {_NULLS} FROM wanted w
+WHERE NOT EXISTS (SELECT FROM locked l WHERE l.customer_id = w.customer_id
+                  AND l.lock_id = w.lock_id)
+"""
+_LOCK_SKIPPING = _LOCK.format(skip="SKIP LOCKED")
+_LOCK_WAITING = _LOCK.format(skip="")
+
+_INSERT = f"""
+INSERT INTO balance_locks ({", ".join(LOCK_COLUMNS)})
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
+                     %s::numeric[], %s::jsonb[], %s::text[], %s::timestamptz[],
+                     %s::timestamptz[], %s::timestamptz[])
+"""
+_UPDATE = """
+UPDATE balance_locks AS l SET status = u.status, amount = u.amount, finalized_at = u.finalized_at
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::numeric[], %s::timestamptz[])
+    AS u(customer_id, lock_id, status, amount, finalized_at)
+WHERE l.customer_id = u.customer_id AND l.lock_id = u.lock_id
+"""
 
 
-class LockRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+async def lock(
+    conn: AsyncConnection,
+    keys: Sequence[LockKey],
+    scopes: Sequence[ScopeKey],
+    expired_by: datetime | None,
+    *,
+    wait: bool,
+) -> tuple[list[LockRow], list[LockKey]]:
+    """Lock the reservations of ``keys`` and the active ones of ``scopes`` expired by
+    ``expired_by``; return them and the keys of wanted rows held elsewhere."""
+    parameters = (
+        [k.customer_id for k in keys],
+        [k.lock_id for k in keys],
+        [s.customer_id for s in scopes],
+        [s.feature_id for s in scopes],
+        [s.entity_id for s in scopes],
+        expired_by,
+    )
+    statement = _LOCK_WAITING if wait else _LOCK_SKIPPING
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, parameters)).all()
+    locked = [LockRow(*row[1:]) for row in result if row[0]]
+    held = [LockKey(row[1], row[2]) for row in result if not row[0]]
+    return locked, held
 
-    async def insert(self, values: dict[str, Any]) -> BalanceLock | None:
-        """Insert a lock; ``None`` if the customer already has one with this ``lock_id``."""
-        statement = (
-            insert(BalanceLock).values(values).on_conflict_do_nothing().returning(BalanceLock)
+
+async def write(
+    conn: AsyncConnection, updated: Sequence[LockRow], inserted: Sequence[LockRow]
+) -> None:
+    if updated:
+        columns = ("customer_id", "lock_id", "status", "amount", "finalized_at")
+        await conn.exec_driver_sql(
+            _UPDATE, tuple([getattr(row, name) for row in updated] for name in columns)
         )
-        return (await self.session.scalars(statement)).one_or_none()
-
-    async def get(self, customer_id: str, lock_id: str) -> BalanceLock | None:
-        return await self.session.get(BalanceLock, (customer_id, lock_id))
-
-    async def find_by_lock_id(self, lock_id: str) -> Sequence[BalanceLock]:
-        """Locks with this id across customers (at most a few: ids are chosen per customer)."""
-        statement = select(BalanceLock).where(BalanceLock.lock_id == lock_id).limit(2)
-        return (await self.session.scalars(statement)).all()
-
-    async def get_for_update(self, customer_id: str, lock_id: str) -> BalanceLock | None:
-        """Lock one lock row to finalize or expire it; its status is re-read under the lock, so
-        a lock is confirmed, released or expired exactly once however requests race."""
-        statement = (
-            select(BalanceLock)
-            .where(BalanceLock.customer_id == customer_id, BalanceLock.lock_id == lock_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
+    if inserted:
+        values = tuple(
+            [Jsonb(row.items) if name == "items" else getattr(row, name) for row in inserted]
+            for name in LOCK_COLUMNS
         )
-        return (await self.session.scalars(statement)).one_or_none()
+        await conn.exec_driver_sql(_INSERT, values)
 
-    async def find_expired_for_update(
-        self, customer_id: str, feature_id: str, entity_id: str | None, now: datetime
-    ) -> Sequence[BalanceLock]:
-        """Lock the active, expired locks of one feature (its balances are already locked)."""
-        statement = (
-            select(BalanceLock)
-            .where(
-                BalanceLock.customer_id == customer_id,
-                BalanceLock.feature_id == feature_id,
-                BalanceLock.entity_id.is_not_distinct_from(entity_id),
-                BalanceLock.status == LockStatus.ACTIVE,
-                BalanceLock.expires_at <= now,
-            )
-            .order_by(BalanceLock.lock_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return (await self.session.scalars(statement)).all()
 
-    async def find_expired(self, now: datetime, limit: int) -> Sequence[BalanceLock]:
-        """Active locks past their expiry, read without locks (the sweeper locks per lock)."""
-        statement = (
-            select(BalanceLock)
-            .where(BalanceLock.status == LockStatus.ACTIVE, BalanceLock.expires_at <= now)
-            .order_by(BalanceLock.expires_at)
-            .limit(limit)
-        )
-        return (await self.session.scalars(statement)).all()
+async def find_by_lock_id(conn: AsyncConnection, lock_id: str) -> list[LockRow]:
+    """Locks with this id across customers, read without locks (at most two: enough to tell
+    "one" from "several")."""
+    statement = f"SELECT {_COLUMNS} FROM balance_locks l WHERE l.lock_id = %s LIMIT 2"
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (lock_id,))).all()
+    return [LockRow(*row) for row in result]
+
+
+async def get(conn: AsyncConnection, key: LockKey) -> LockRow | None:
+    statement = (
+        f"SELECT {_COLUMNS} FROM balance_locks l WHERE l.customer_id = %s AND l.lock_id = %s"
+    )
+    row: Any = (await conn.exec_driver_sql(statement, (key.customer_id, key.lock_id))).first()
+    return LockRow(*row) if row else None
+
+
+async def find_expired(conn: AsyncConnection, now: datetime, limit: int) -> list[LockRow]:
+    """Active locks past their expiry, read without locks (the sweeper then locks by scope)."""
+    statement = f"""SELECT {_COLUMNS} FROM balance_locks l
+        WHERE l.status = 'active' AND l.expires_at <= %s ORDER BY l.expires_at LIMIT %s"""
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (now, limit))).all()
+    return [LockRow(*row) for row in result]

@@ -5,7 +5,8 @@ from pydantic import Field, model_validator
 from app.balances.models import Interval
 from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
 from app.core.types import EpochMillis, ExternalId, QuantityOut
-from app.ledger.models import EntryKind, LedgerEntry
+from app.ledger.models import EntryKind
+from app.ledger.repository import StoredEntry
 
 
 class HistoryParams(RequestSchema):
@@ -50,7 +51,7 @@ class LedgerEntrySchema(ResponseSchema):
     )
 
     @classmethod
-    def of(cls, entry: LedgerEntry) -> "LedgerEntrySchema":
+    def of(cls, entry: StoredEntry) -> "LedgerEntrySchema":
         return cls.model_validate(entry).model_copy(update={"pending": entry.id is None})
 
 

@@ -1,15 +1,15 @@
-"""HTTP endpoint of the ledger: read-only history of balance changes."""
+"""HTTP endpoint of history: read-only history of balance changes."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Response
 
 from app.auth.dependencies import ReadKey
-from app.core.database import SessionDep
+from app.core.database import ConnectionDep
 from app.core.dependencies import ClockDep, problem_responses
 from app.core.json import ExactJSONRoute, render
-from app.ledger.schemas import HistoryParams, HistoryResponse, LedgerEntrySchema
-from app.ledger.service import LedgerReader
+from app.history.schemas import HistoryParams, HistoryResponse, LedgerEntrySchema
+from app.history.service import history
 
 router = APIRouter(prefix="/v1", tags=["ledger"], route_class=ExactJSONRoute)
 
@@ -31,7 +31,7 @@ _EXAMPLES = {
 )
 async def balance_history(
     params: Annotated[HistoryParams, Body(openapi_examples=_EXAMPLES)],
-    session: SessionDep,
+    conn: ConnectionDep,
     clock: ClockDep,
     _: ReadKey,
 ) -> Response:
@@ -42,7 +42,7 @@ async def balance_history(
     a deleted balance stay, closed by a `delete` entry. A reset that is due but not yet written
     shows first as a `pending` entry with `id` null.
     """
-    rows, next_cursor = await LedgerReader(session, clock).history(params)
+    rows, next_cursor = await history(conn, params, clock.now())
     response = HistoryResponse(
         list=[LedgerEntrySchema.of(row) for row in rows],
         has_more=next_cursor is not None,

@@ -1,0 +1,227 @@
+"""One batch, one transaction: lock, claim idempotency keys, apply in order, write, commit.
+
+The steps, always in this order (Formance's single write path, TigerBeetle's batches):
+
+1. lock the rows every command wants, table by table in the registered order, rows in key
+   order; on the batch path without waiting (``SKIP LOCKED``): a command whose rows another
+   transaction holds is *deferred* to the waiting path instead of stalling the batch;
+2. claim the batch's ``Idempotency-Key``s in one statement: a key already answered is replayed,
+   a key in flight elsewhere is deferred;
+3. apply each command's pure rules in arrival order, each seeing the previous one's result
+   (many deltas to one hot balance become one row write, with one ledger entry each);
+4. write changed rows, ledger entries and idempotency answers, a statement per kind;
+5. commit once. Only then is anyone answered.
+
+A command whose rules fail gets its own error and costs the others nothing. A batch the
+database refuses (a constraint, a timeout) is rolled back whole and ``Retry`` tells the caller
+to run its commands one by one. A connection lost before ``COMMIT`` is retried once on a new
+connection (nothing was applied); lost *during* ``COMMIT`` nobody knows whether it applied, so
+every command is answered ``503 outcome_unknown``: retry with the same Idempotency-Key.
+"""
+
+import logging
+import time
+from collections.abc import Hashable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.batcher import idempotency
+from app.batcher.protocols import Command, Table
+from app.core.errors import DomainError, IdempotencyKeyReused, ServiceUnavailable
+from app.core.metrics import IDEMPOTENT_REPLAYS, LOCK_WAIT_SECONDS
+from app.core.problems import database_problem, is_disconnect, problem_reply
+from app.core.reply import Reply
+
+logger = logging.getLogger(__name__)
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Answers by position in the batch (an exception is a bug in that command alone), and the
+    positions that must run alone on the waiting path once this batch has committed."""
+
+    replies: dict[int, Reply | Exception] = field(default_factory=dict)
+    deferred: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Retry:
+    """The database refused the batch; nothing was applied. ``error`` is the answer if the
+    commands cannot be retried; ``again``: a lone command may succeed if simply run again."""
+
+    error: DomainError
+    again: bool = False
+
+
+class _Disconnected(Exception):
+    pass
+
+
+async def run_batch(
+    engine: AsyncEngine, tables: Sequence[Table], commands: Sequence[Command], *, wait: bool
+) -> Outcome | Retry:
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as conn:
+                return await _transaction(conn, tables, commands, wait=wait)
+        except _Disconnected:
+            if attempt == 2:
+                break
+            logger.warning("database connection lost before commit; retrying on a new one")
+        except PoolTimeout:
+            return Retry(ServiceUnavailable("database_busy", "No database connection is free."))
+        except DBAPIError as error:  # connecting failed
+            if not is_disconnect(error):
+                raise
+            break
+    return Retry(ServiceUnavailable("database_unavailable", "The database is unreachable."))
+
+
+async def _transaction(
+    conn: AsyncConnection, tables: Sequence[Table], commands: Sequence[Command], *, wait: bool
+) -> Outcome | Retry:
+    outcome = Outcome()
+    try:
+        await conn.begin()
+        states, runnable = await _lock(conn, tables, commands, outcome, wait=wait)
+        runnable = await _claim_keys(conn, commands, runnable, outcome, wait=wait)
+        answers = _apply(commands, runnable, states, outcome)
+        for table in tables:
+            await table.write(conn, states[table.name])
+        if answers:
+            await idempotency.store(conn, answers)
+    except DBAPIError as error:
+        await _rollback_quietly(conn)
+        if is_disconnect(error):
+            raise _Disconnected from error
+        return Retry(database_problem(error), again=_worth_again(error))
+    try:
+        await conn.commit()
+    except DBAPIError as error:
+        logger.error("connection lost during COMMIT: outcome unknown", exc_info=error)
+        unknown = ServiceUnavailable(
+            "outcome_unknown",
+            "The database went away while committing; the change may or may not have been "
+            "applied. Retry with the same Idempotency-Key to apply it exactly once.",
+        )
+        for index in runnable:
+            outcome.replies[index] = problem_reply(unknown)
+        return outcome
+    for table in tables:
+        table.committed(states[table.name])
+    return outcome
+
+
+async def _lock(
+    conn: AsyncConnection,
+    tables: Sequence[Table],
+    commands: Sequence[Command],
+    outcome: Outcome,
+    *,
+    wait: bool,
+) -> tuple[dict[str, Any], list[int]]:
+    wants = [command.wants() for command in commands]
+    states: dict[str, Any] = {}
+    blocked: set[int] = set()
+    started = time.perf_counter()
+    for table in tables:
+        keys = list(dict.fromkeys(k for want in wants for k in want.get(table.name, ())))
+        states[table.name], held = await table.lock(conn, keys, wait=wait)
+        if held:
+            blocked |= {i for i, want in enumerate(wants) if _any_in(want.get(table.name), held)}
+    LOCK_WAIT_SECONDS.observe(time.perf_counter() - started)
+    outcome.deferred.extend(sorted(blocked))
+    return states, [i for i in range(len(commands)) if i not in blocked]
+
+
+def _any_in(keys: Sequence[Hashable] | None, held: set[Hashable]) -> bool:
+    return keys is not None and any(key in held for key in keys)
+
+
+async def _claim_keys(
+    conn: AsyncConnection,
+    commands: Sequence[Command],
+    runnable: list[int],
+    outcome: Outcome,
+    *,
+    wait: bool,
+) -> list[int]:
+    """Claim the Idempotency-Keys of the runnable commands; return those still to apply."""
+    keyed: dict[tuple[str, str], int] = {}
+    for index in runnable:
+        claim = commands[index].idempotency
+        if claim is None:
+            continue
+        if (claim.scope, claim.key) in keyed:  # a duplicate in this very batch: replays after
+            outcome.deferred.append(index)
+        else:
+            keyed[(claim.scope, claim.key)] = index
+    if not keyed:
+        return runnable
+    triples = []
+    for index in keyed.values():
+        claim = commands[index].idempotency
+        assert claim is not None
+        triples.append((claim.scope, claim.key, claim.fingerprint))
+    now = commands[next(iter(keyed.values()))].now
+    claimed, stored = await idempotency.claim(conn, triples, now, wait=wait)
+    skip = set(outcome.deferred)
+    for key, index in keyed.items():
+        if key in claimed:
+            continue
+        skip.add(index)
+        if key in stored:
+            outcome.replies[index] = _replay(stored[key], commands[index])
+        else:  # in flight in another transaction
+            outcome.deferred.append(index)
+    return [index for index in runnable if index not in skip]
+
+
+def _replay(stored: idempotency.StoredAnswer, command: Command) -> Reply:
+    assert command.idempotency is not None
+    if stored.fingerprint != command.idempotency.fingerprint:
+        return problem_reply(
+            IdempotencyKeyReused("This Idempotency-Key was already used for a different request.")
+        )
+    IDEMPOTENT_REPLAYS.inc()
+    return Reply(stored.status_code, stored.body, stored.content_type, {REPLAYED_HEADER: "true"})
+
+
+def _apply(
+    commands: Sequence[Command], runnable: list[int], states: dict[str, Any], outcome: Outcome
+) -> list[tuple[str, str, int, str, bytes]]:
+    """Apply the runnable commands in arrival order; return the answers to store by key."""
+    answers = []
+    for index in runnable:
+        command = commands[index]
+        try:
+            reply = command.apply(states)
+        except DomainError as error:
+            reply = problem_reply(error)
+        except Exception as error:  # a bug in this command: it alone fails (500)
+            logger.exception("command failed")
+            outcome.replies[index] = error
+            continue
+        outcome.replies[index] = reply
+        if command.idempotency is not None:
+            claim = command.idempotency
+            answers.append((claim.scope, claim.key, reply.status, reply.media_type, reply.body))
+    return answers
+
+
+def _worth_again(error: DBAPIError) -> bool:
+    # A unique violation: a concurrent create of the same key won; run alone again, the rules
+    # then see its row and answer 409.
+    return getattr(error.orig, "sqlstate", None) == "23505"
+
+
+async def _rollback_quietly(conn: AsyncConnection) -> None:
+    with suppress(DBAPIError):
+        await conn.rollback()

@@ -1,0 +1,169 @@
+"""The write commands of metering and gating: ``track``, and ``check`` that uses or reserves.
+
+Each locks every balance of the feature and its expired reservations, brings them up to date,
+then applies its rule (see ``consumption.rules``, ``reservations.rules``).
+"""
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.balances.allocation import OverageBehavior
+from app.balances.commands import keep
+from app.balances.errors import BalanceNotFound
+from app.balances.rows import BalanceRow, ScopeKey
+from app.balances.rules import Change
+from app.balances.table import TABLE as BALANCES
+from app.balances.table import LockedBalances
+from app.batcher.protocols import Envelope, Enveloped
+from app.consumption import rules
+from app.consumption.schemas import (
+    CheckParams,
+    CheckResponse,
+    Deduction,
+    FeatureBalance,
+    TrackParams,
+    TrackResponse,
+)
+from app.core.errors import InvalidRequest
+from app.core.json import render_reply
+from app.core.reply import Reply
+from app.reservations import rules as reservations
+from app.reservations.rows import ActiveLocks, LockKey, LockRow
+from app.reservations.table import TABLE as LOCKS
+from app.reservations.table import LockedReservations
+
+
+def current_feature(
+    states: Mapping[str, Any], scope: ScopeKey, now: datetime, *, live_only: bool = True
+) -> tuple[list[BalanceRow], Change, list[LockRow]]:
+    """The feature's balances as they are now (due resets persisted, expired reservations
+    given back, which is kept at once in the batch's reservations), and the change to keep."""
+    balances: LockedBalances = states[BALANCES]
+    locks: LockedReservations = states[LOCKS]
+    rows = balances.scope(scope)
+    if live_only:
+        rows = [row for row in rows if not row.is_expired(now)]
+    current, settled, entries = reservations.bring_up_to_date(rows, locks.active_in(scope), now)
+    return current, Change(saved=current, entries=entries), settled
+
+
+def keep_feature(
+    states: Mapping[str, Any],
+    change: Change,
+    locks: Sequence[LockRow],
+    envelope: Envelope,
+) -> None:
+    """Hand the batch what the rules decided, reservations included."""
+    keep(states, change, envelope.context)
+    reservations_state: LockedReservations = states[LOCKS]
+    reservations_state.save(locks)
+
+
+def feature_wants(scope: ScopeKey, now: datetime) -> dict[str, list[Hashable]]:
+    return {BALANCES: [scope], LOCKS: [ActiveLocks(scope, now)]}
+
+
+@dataclass(slots=True)
+class Track(Enveloped):
+    params: TrackParams
+    envelope: Envelope
+
+    @property
+    def partition(self) -> str:
+        return self.params.customer_id
+
+    @property
+    def scope(self) -> ScopeKey:
+        return ScopeKey(self.params.customer_id, self.params.feature_id, self.params.entity_id)
+
+    def wants(self) -> Mapping[str, Sequence[Hashable]]:
+        return feature_wants(self.scope, self.now)
+
+    def apply(self, states: Mapping[str, Any]) -> Reply:
+        p, now = self.params, self.now
+        if p.timestamp is not None and p.timestamp > now:
+            raise InvalidRequest("timestamp must not be in the future.", "timestamp")
+        current, change, settled = current_feature(states, self.scope, now)
+        if not current:
+            who = f"entity '{p.entity_id}'" if p.entity_id else "the customer"
+            raise BalanceNotFound(
+                f"Customer '{p.customer_id}' has no live balance of feature "
+                f"'{p.feature_id}' for {who}."
+            )
+        deductions, entries = rules.track(current, p.value, p.overage_behavior, now)
+        change.entries += entries
+        keep_feature(states, change, settled, self.envelope)
+        response = TrackResponse(
+            customer_id=p.customer_id,
+            feature_id=p.feature_id,
+            entity_id=p.entity_id,
+            value=p.value,
+            deducted=sum((amount for _, amount in deductions), rules.ZERO),
+            balance=FeatureBalance.of(p.feature_id, current, now),
+            deductions=[Deduction.of(row, amount, now) for row, amount in deductions],
+        )
+        return render_reply(response)
+
+
+@dataclass(slots=True)
+class CheckAndChange(Enveloped):
+    """``check`` with ``send_event`` (use when allowed) or with ``lock`` (reserve)."""
+
+    params: CheckParams
+    envelope: Envelope
+
+    @property
+    def partition(self) -> str:
+        return self.params.customer_id
+
+    @property
+    def scope(self) -> ScopeKey:
+        return ScopeKey(self.params.customer_id, self.params.feature_id, self.params.entity_id)
+
+    def wants(self) -> Mapping[str, Sequence[Hashable]]:
+        wants = feature_wants(self.scope, self.now)
+        if self.params.lock is not None:
+            wants[LOCKS].append(LockKey(self.params.customer_id, self.params.lock.lock_id))
+        return wants
+
+    def apply(self, states: Mapping[str, Any]) -> Reply:
+        p, now = self.params, self.now
+        current, change, locks = current_feature(states, self.scope, now)
+        lock = None
+        if p.lock is None:
+            allowed, entries = rules.check_and_use(current, p.required_balance, now)
+            change.entries += entries
+        else:
+            behavior = p.lock.overage_behavior or OverageBehavior.REJECT
+            allowed = bool(current) and (
+                behavior is not OverageBehavior.REJECT
+                or rules.is_allowed(current, p.required_balance, now)
+            )
+            if allowed:
+                reserved: LockedReservations = states[LOCKS]
+                lock, entries = reservations.reserve(
+                    current,
+                    reserved.get(LockKey(p.customer_id, p.lock.lock_id)),
+                    scope=self.scope,
+                    lock_id=p.lock.lock_id,
+                    amount=p.required_balance,
+                    behavior=behavior,
+                    expires_at=p.lock.expires_at,
+                    now=now,
+                )
+                change.entries += entries
+                locks.append(lock)
+        keep_feature(states, change, locks, self.envelope)
+        response = CheckResponse(
+            allowed=allowed,
+            customer_id=p.customer_id,
+            feature_id=p.feature_id,
+            entity_id=p.entity_id,
+            required_balance=p.required_balance,
+            balance=FeatureBalance.of(p.feature_id, current, now),
+            lock_id=lock.lock_id if lock else None,
+            reserved=lock.amount if lock else None,
+        )
+        return render_reply(response)

@@ -1,0 +1,52 @@
+"""A reservation (``balance_locks`` row) as plain data, and the keys it is locked by."""
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from app.balances.rows import ScopeKey
+
+
+@dataclass(slots=True)
+class LockRow:
+    customer_id: str
+    lock_id: str
+    feature_id: str
+    entity_id: str | None
+    status: str
+    amount: Decimal
+    # [{"balance_id": str, "value": "decimal as text", "period": the balance's reset_count}]
+    items: list[dict[str, Any]]
+    overage_behavior: str
+    expires_at: datetime | None
+    created_at: datetime
+    finalized_at: datetime | None
+
+    @property
+    def key(self) -> "LockKey":
+        return LockKey(self.customer_id, self.lock_id)
+
+    @property
+    def scope(self) -> ScopeKey:
+        return ScopeKey(self.customer_id, self.feature_id, self.entity_id)
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+LOCK_COLUMNS = tuple(f.name for f in fields(LockRow))
+
+
+@dataclass(frozen=True, slots=True)
+class LockKey:
+    customer_id: str
+    lock_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveLocks:
+    """The active reservations of one scope expired by ``expired_by`` (to give them back)."""
+
+    scope: ScopeKey
+    expired_by: datetime

@@ -1,0 +1,157 @@
+"""The rules of reservations, as pure functions over locked rows and one ``now``.
+
+Taking a lock deducts its amount at once (ledger ``lock``), so concurrent checks cannot promise
+the same units twice. ``confirm`` keeps it (or moves it to ``override_value``), ``release``
+gives it back, and a lock past ``expires_at`` is given back automatically. Each lock item
+remembers the reset period it was taken in: a give-back never lands in a later period, whose
+usage was already cleared by the reset.
+"""
+
+from copy import copy
+from datetime import datetime
+from decimal import Decimal
+
+from app.balances.allocation import OverageBehavior, apply_usage, deduction_order, plan_deduction
+from app.balances.rows import BalanceRow, ScopeKey
+from app.balances.rules import reset_if_due
+from app.core.errors import InvalidRequest
+from app.ledger.entries import Entry
+from app.ledger.models import EntryKind
+from app.reservations.errors import LockExists, LockNotActive
+from app.reservations.models import LockStatus
+from app.reservations.rows import LockRow
+from app.reservations.schemas import FinalizeAction
+
+ZERO = Decimal(0)
+
+
+def reserve(
+    balances: list[BalanceRow],
+    existing: LockRow | None,
+    *,
+    scope: ScopeKey,
+    lock_id: str,
+    amount: Decimal,
+    behavior: OverageBehavior,
+    expires_at: datetime | None,
+    now: datetime,
+) -> tuple[LockRow, list[Entry]]:
+    """Deduct ``amount`` from ``balances`` (the caller's up-to-date copies) and the lock row
+    that holds it."""
+    if expires_at is not None and expires_at <= now:
+        raise InvalidRequest("lock.expires_at must be in the future.", "lock.expires_at")
+    if existing is not None:
+        raise LockExists(f"Customer '{scope.customer_id}' already has a lock '{lock_id}'.")
+    plan = plan_deduction(deduction_order(balances), amount, behavior)
+    lock = LockRow(
+        customer_id=scope.customer_id,
+        lock_id=lock_id,
+        feature_id=scope.feature_id,
+        entity_id=scope.entity_id,
+        status=LockStatus.ACTIVE,
+        amount=sum((value for _, value in plan), ZERO),
+        items=[
+            {"balance_id": row.id, "value": str(value), "period": row.reset_count}
+            for row, value in plan
+        ],
+        overage_behavior=behavior,
+        expires_at=expires_at,
+        created_at=now,
+        finalized_at=None,
+    )
+    return lock, apply_usage(plan, EntryKind.LOCK, now)
+
+
+def expire(
+    locks: list[LockRow], balances: list[BalanceRow], now: datetime
+) -> tuple[list[LockRow], list[Entry]]:
+    """Give back every active lock past its expiry (into ``balances``, the caller's copies)."""
+    settled, entries = [], []
+    for lock in locks:
+        if lock.status == LockStatus.ACTIVE and lock.is_expired(now):
+            entries += give_back(lock, balances, EntryKind.RELEASE, now)
+            settled.append(_settle(lock, LockStatus.EXPIRED, now))
+    return settled, entries
+
+
+def finalize(
+    lock: LockRow,
+    balances: list[BalanceRow],
+    action: FinalizeAction,
+    override: Decimal | None,
+    now: datetime,
+) -> tuple[LockRow, list[Entry]]:
+    """Confirm or release ``lock``. Status ``expired`` in the result: it had run out and has
+    just been given back (the caller answers 409 ``lock_not_active`` and keeps the release)."""
+    if lock.status != LockStatus.ACTIVE:
+        raise LockNotActive(f"Lock '{lock.lock_id}' is already {lock.status}.")
+    if lock.is_expired(now):
+        entries = give_back(lock, balances, EntryKind.RELEASE, now)
+        return _settle(lock, LockStatus.EXPIRED, now), entries
+    if action is FinalizeAction.RELEASE:
+        if override is not None:
+            raise InvalidRequest("override_value goes with confirm, not release.", "override_value")
+        entries = give_back(lock, balances, EntryKind.RELEASE, now)
+        return _settle(lock, LockStatus.RELEASED, now), entries
+    settled = _settle(lock, LockStatus.CONFIRMED, now)
+    difference = ZERO if override is None else override - lock.amount
+    if override is not None:
+        settled.amount = override
+    if difference < 0:
+        return settled, give_back(lock, balances, EntryKind.CONFIRM, now, limit=-difference)
+    if difference > 0:
+        live = [row for row in balances if not row.is_expired(now)]
+        behavior = OverageBehavior(lock.overage_behavior)
+        plan = plan_deduction(deduction_order(live), difference, behavior)
+        return settled, apply_usage(plan, EntryKind.CONFIRM, now)
+    by_id = {row.id: row for row in balances}
+    held = [by_id[item["balance_id"]] for item in lock.items if item["balance_id"] in by_id]
+    return settled, apply_usage([(row, ZERO) for row in held], EntryKind.CONFIRM, now)
+
+
+def give_back(
+    lock: LockRow,
+    balances: list[BalanceRow],
+    kind: EntryKind,
+    now: datetime,
+    limit: Decimal | None = None,
+) -> list[Entry]:
+    """Return what the lock holds (at most ``limit``), last-deducted balance first.
+
+    An item is skipped when its balance is gone or has reset since the lock was taken: that
+    period's usage is gone, so giving it back would credit the new period.
+    """
+    by_id = {row.id: row for row in balances}
+    left = lock.amount if limit is None else limit
+    plan = []
+    for item in reversed(lock.items):
+        row = by_id.get(item["balance_id"])
+        if left <= 0 or row is None or row.reset_count != item["period"]:
+            continue
+        back = min(left, Decimal(item["value"]))
+        plan.append((row, -back))
+        left -= back
+    return apply_usage(plan, kind, now)
+
+
+def _settle(lock: LockRow, status: LockStatus, now: datetime) -> LockRow:
+    settled = copy(lock)
+    settled.status = status
+    settled.finalized_at = now
+    return settled
+
+
+def bring_up_to_date(
+    balances: list[BalanceRow], locks: list[LockRow], now: datetime
+) -> tuple[list[BalanceRow], list[LockRow], list[Entry]]:
+    """Copies of a feature's ``balances`` with due resets persisted and its expired ``locks``
+    given back, in that order: the state every change of usage starts from."""
+    current, entries = [], []
+    for row in balances:
+        row = copy(row)
+        reset = reset_if_due(row, now)
+        if reset is not None:
+            entries.append(reset)
+        current.append(row)
+    settled, released = expire(locks, current, now)
+    return current, settled, entries + released
