@@ -7,7 +7,7 @@ by brute force, and a fast hash keeps authentication off the hot path's CPU budg
 import enum
 from datetime import datetime
 
-from sqlalchemy import DateTime, LargeBinary, Text
+from sqlalchemy import DateTime, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +25,8 @@ SCOPE_RANK = {Scope.READ: 0, Scope.WRITE: 1, Scope.ADMIN: 2}
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    # Authentication looks a key up by the hash of the presented secret.
+    __table_args__ = (UniqueConstraint("secret_hash", name="uq_api_keys_secret_hash"),)
 
     id: Mapped[str] = mapped_column(Text, primary_key=True)
     name: Mapped[str] = mapped_column(Text)

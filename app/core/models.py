@@ -1,5 +1,15 @@
-"""Declarative base shared by every table; constraint names are fixed so migrations stay stable."""
+"""Declarative base shared by every table; constraint names are fixed so migrations stay stable.
 
+The models are the schema's single source of truth: they declare every column, default,
+constraint and index the migrations build, and tests/test_migrations.py fails if the two drift.
+Only the ledger's append-only trigger lives in the migrations alone (SQLAlchemy cannot model it).
+
+Check constraints take a short name: the "ck" convention prefixes ``ck_<table>_`` to it. This
+holds in migrations too (alembic's ``op`` uses this metadata), so a migration must not pass a
+name that already carries the prefix (0001 did; 0008 renamed the results).
+"""
+
+import enum
 from typing import Any
 
 from sqlalchemy import ColumnElement, MetaData
@@ -16,6 +26,12 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def one_of(column: str, values: type[enum.StrEnum]) -> str:
+    """SQL for a check that ``column`` holds one of the enum's values (in declaration order)."""
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
 
 
 def equal_where_given(

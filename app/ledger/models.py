@@ -9,11 +9,11 @@ import enum
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, DateTime, Identity, Text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.balances.models import AMOUNT
-from app.core.models import Base
+from app.core.models import Base, one_of
 
 
 class EntryKind(enum.StrEnum):
@@ -33,6 +33,15 @@ class EntryKind(enum.StrEnum):
 
 class LedgerEntry(Base):
     __tablename__ = "balance_ledger"
+    # The append-only trigger (balance_ledger_append_only, migration 0001) is not declared here:
+    # SQLAlchemy has no construct for triggers, so the migrations alone create it.
+    __table_args__ = (
+        CheckConstraint(one_of("kind", EntryKind), name="kind"),  # ck_balance_ledger_kind
+        Index("ix_balance_ledger_balance", "customer_id", "balance_id", "id"),
+        Index("ix_balance_ledger_feature", "customer_id", "feature_id", "id"),
+        # History by balance_id alone, and "did another customer ever use this balance id?".
+        Index("ix_balance_ledger_balance_id", "balance_id", "id"),
+    )
 
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)

@@ -11,11 +11,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import DateTime, Numeric, Text
+from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base
+from app.core.models import Base, one_of
 
 
 class LockStatus(enum.StrEnum):
@@ -27,6 +27,24 @@ class LockStatus(enum.StrEnum):
 
 class BalanceLock(Base):
     __tablename__ = "balance_locks"
+    __table_args__ = (
+        CheckConstraint(one_of("status", LockStatus), name="status"),  # ck_balance_locks_status
+        # Active locks past their expiry (sweeper) and the active locks of a feature (lazy
+        # release on the next check/track), without scanning finalized history.
+        Index(
+            "ix_balance_locks_active_expiry",
+            "expires_at",
+            postgresql_where=text("status = 'active' AND expires_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_balance_locks_active_feature",
+            "customer_id",
+            "feature_id",
+            postgresql_where=text("status = 'active'"),
+        ),
+        # A lock by its id alone: Autumn's SDK finalizes without naming the customer.
+        Index("ix_balance_locks_lock_id", "lock_id"),
+    )
 
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
     lock_id: Mapped[str] = mapped_column(Text, primary_key=True)
