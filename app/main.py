@@ -19,7 +19,7 @@ from app.core.docs import OPENAPI_TAGS, install_docs
 from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.core.migrations import head_revision
 from app.core.observability import ObservabilityMiddleware
-from app.core.problems import install_problem_handlers
+from app.core.problems import document_problems, install_problem_handlers
 from app.health.endpoints import router as health_router
 from app.history.endpoints import router as history_router
 from app.ledger.table import LedgerTable
@@ -85,6 +85,9 @@ def create_app(
     app.state.authenticator = Authenticator(settings.auth_cache_seconds)
 
     install_problem_handlers(app)
+    document_problems(
+        balances_router, consumption_router, reservations_router, history_router, health_router
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # even a 413 carries X-Request-ID
     app.add_middleware(ObservabilityMiddleware)  # outermost: counts and logs every answer

@@ -6,9 +6,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.auth.errors import Forbidden, Unauthorized
 from app.auth.models import Scope
 from app.auth.service import UNAUTHENTICATED_DEVELOPER, Authenticator, Principal
-from app.core.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.errors import ApiKeyNotFound
 from app.auth.models import SCOPE_RANK, ApiKey, Scope
 from app.auth.repository import ApiKeyRepository
 from app.core.clock import Clock
-from app.core.errors import ApiKeyNotFound
 
 SECRET_PREFIX = "sk_"
 

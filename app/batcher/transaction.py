@@ -31,8 +31,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.batcher import idempotency
+from app.batcher.errors import IdempotencyKeyReused
 from app.batcher.protocols import Command, Table
-from app.core.errors import DomainError, IdempotencyKeyReused, ServiceUnavailable
+from app.core.errors import DomainError, ServiceUnavailable
 from app.core.metrics import IDEMPOTENT_REPLAYS, LOCK_WAIT_SECONDS
 from app.core.problems import database_problem, is_disconnect, problem_reply
 from app.core.reply import Reply

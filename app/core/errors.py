@@ -1,4 +1,5 @@
-"""Typed domain errors. Services raise these; one handler in ``app.core.problems`` renders them.
+"""The base of every typed error, and the errors that belong to no domain. Each domain package
+owns its own (``app/balances/errors.py``…); one handler in ``app.core.problems`` renders them all.
 
 Each error carries a stable machine-readable ``code`` (part of the wire contract: clients branch on
 it) and the HTTP status it maps to, so the mapping lives in exactly one place.
@@ -34,36 +35,6 @@ class InvalidRequest(DomainError):
         )
 
 
-class AmountOutOfRange(DomainError):
-    code = "amount_out_of_range"
-    status = 422
-    title = "Amount out of range"
-
-
-class BalanceNotFound(DomainError):
-    code = "balance_not_found"
-    status = 404
-    title = "Balance not found"
-
-
-class BalanceExists(DomainError):
-    code = "balance_exists"
-    status = 409
-    title = "Balance already exists"
-
-
-class AmbiguousBalance(DomainError):
-    code = "ambiguous_balance"
-    status = 409
-    title = "Several balances match"
-
-
-class BalanceUnlimited(DomainError):
-    code = "balance_unlimited"
-    status = 409
-    title = "Balance is unlimited"
-
-
 class InvalidCursor(DomainError):
     code = "invalid_cursor"
     status = 422
@@ -74,61 +45,6 @@ class PayloadTooLarge(DomainError):
     code = "payload_too_large"
     status = 413
     title = "Payload too large"
-
-
-class InsufficientBalance(DomainError):
-    code = "insufficient_balance"
-    status = 409
-    title = "Insufficient balance"
-
-
-class LockExists(DomainError):
-    code = "lock_exists"
-    status = 409
-    title = "Lock already exists"
-
-
-class LockNotFound(DomainError):
-    code = "lock_not_found"
-    status = 404
-    title = "Lock not found"
-
-
-class AmbiguousLock(DomainError):
-    code = "ambiguous_lock"
-    status = 409
-    title = "Several locks match"
-
-
-class LockNotActive(DomainError):
-    code = "lock_not_active"
-    status = 409
-    title = "Lock is not active"
-
-
-class Unauthorized(DomainError):
-    code = "unauthorized"
-    status = 401
-    title = "Unauthorized"
-    headers: ClassVar[Mapping[str, str] | None] = MappingProxyType({"WWW-Authenticate": "Bearer"})
-
-
-class Forbidden(DomainError):
-    code = "forbidden"
-    status = 403
-    title = "Forbidden"
-
-
-class ApiKeyNotFound(DomainError):
-    code = "api_key_not_found"
-    status = 404
-    title = "API key not found"
-
-
-class IdempotencyKeyReused(DomainError):
-    code = "idempotency_key_reused"
-    status = 422
-    title = "Idempotency key reused"
 
 
 class UnsupportedMediaType(DomainError):
@@ -142,6 +58,12 @@ class ServiceUnavailable(DomainError):
 
     status = 503
     title = "Service unavailable"
+    # Every code this error is raised with (documented in the OpenAPI descriptions).
+    CODES: ClassVar[tuple[str, ...]] = (
+        "lock_timeout", "statement_timeout", "serialization_failure", "deadlock_detected",
+        "write_conflict", "database_unavailable", "database_busy", "database_error",
+        "outcome_unknown",
+    )  # fmt: skip
     headers: ClassVar[Mapping[str, str] | None] = MappingProxyType({"Retry-After": "1"})
 
     def __init__(self, code: str, message: str) -> None:

@@ -5,12 +5,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute, APIRouter
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException
 
 from app.core.errors import DomainError, ServiceUnavailable
 from app.core.json import ExactJSONResponse
 from app.core.reply import Reply
+from app.core.schemas import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +132,49 @@ async def _on_unexpected_error(request: Request, error: Exception) -> ProblemRes
     logger.exception("unhandled error", exc_info=error)
     message = "The server failed to handle this request."
     return _problem(500, "internal_error", "Internal error", message)
+
+
+_MEANING = {
+    401: "Missing, unknown or revoked API key.",
+    403: "The API key lacks the scope this operation needs.",
+    404: "Nothing matches.",
+    408: "The request did not arrive in time.",
+    409: "Conflict with the current state; nothing changed.",
+    413: "Body too large.",
+    415: "The body is not JSON.",
+    422: "Invalid input; nothing changed.",
+    503: "Nothing was applied (or, with `outcome_unknown`, it is not known whether it was): "
+    "retry after `Retry-After`, with the same Idempotency-Key.",
+}
+
+
+def codes_by_status() -> dict[int, list[str]]:
+    """Every stable ``code``, by HTTP status, derived from the error classes themselves."""
+    found: dict[int, set[str]] = {}
+    pending: list[type[DomainError]] = [DomainError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        codes = ServiceUnavailable.CODES if cls is ServiceUnavailable else (cls.code,)
+        if cls is not DomainError:
+            found.setdefault(cls.status, set()).update(codes)
+    found.setdefault(422, set()).add("invalid_request")
+    for status, code in HTTP_CODES.items():
+        found.setdefault(status, set()).add(code)
+    return {status: sorted(codes) for status, codes in found.items()}
+
+
+def document_problems(*routers: APIRouter) -> None:
+    """Describe each operation's problem responses with the codes it may carry: derived from
+    the error classes once every domain is imported, never listed by hand."""
+    codes = codes_by_status()
+    for route in (route for router in routers for route in router.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        for status, spec in route.responses.items():
+            if isinstance(status, int) and spec.get("model") is Problem:
+                listed = ", ".join(f"`{code}`" for code in codes.get(status, []))
+                spec["description"] = f"{_MEANING.get(status, 'Error.')} Codes: {listed}."
 
 
 def install_problem_handlers(app: FastAPI) -> None:
