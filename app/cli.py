@@ -30,17 +30,18 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _database(data_dir: Path | None) -> Iterator[str]:
+def _database(data_dir: Path | None, supervise: bool = False) -> Iterator[str]:
     """DATABASE_URL if set; else an embedded server for the duration of the command.
 
     The embedded database is ours alone, so it is always brought to the latest schema first
-    (`balances keys create` may well be the first command a newcomer runs).
+    (`balances keys create` may well be the first command a newcomer runs). With ``supervise``
+    (``serve``), a server this process started is restarted whenever it dies.
     """
     settings = get_settings()
     if settings.database_url:
         yield settings.database_url
         return
-    from app.core.embedded_postgres import EmbeddedPostgres
+    from app.core.embedded_postgres import FAILURE_FILE_ENV, EmbeddedPostgres
     from app.core.migrations import upgrade_to_head
 
     server = EmbeddedPostgres(data_dir or settings.data_dir).start()
@@ -49,6 +50,9 @@ def _database(data_dir: Path | None) -> Iterator[str]:
         upgrade_to_head(url)
         # uvicorn workers are child processes: they find the server through the environment.
         os.environ["DATABASE_URL"] = url
+        if supervise and server.owned:
+            server.supervise(settings.embedded_restart_attempts)
+            os.environ[FAILURE_FILE_ENV] = str(server.failure_file)  # read by /healthz
         get_settings.cache_clear()
         yield url
     finally:
@@ -186,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
     # was installed before it. Ours turns it into SystemExit so the `finally` that stops the
     # embedded Postgres still runs (the default handler would kill the process first).
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    with _database(args.data_dir) as url, _metrics_dir(args.workers):
+    with _database(args.data_dir, supervise=True) as url, _metrics_dir(args.workers):
         upgrade_to_head(url)
         if not insecure:
             key_file = data_dir / BOOTSTRAP_KEY_FILE

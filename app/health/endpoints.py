@@ -1,11 +1,13 @@
 """Liveness and readiness probes for orchestrators."""
 
 import logging
+import os
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
 
 from app.core.database import Database
+from app.core.embedded_postgres import FAILURE_FILE_ENV
 from app.core.json import ExactJSONResponse
 from app.core.metrics import exposition
 
@@ -13,10 +15,30 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", operation_id="healthz", summary="Liveness")
-async def healthz() -> dict[str, str]:
-    """The process is up and serving requests. Does not touch the database."""
-    return {"status": "ok"}
+def _embedded_server_failed() -> bool:
+    """Whether `serve`'s supervisor gave up on the embedded server: one stat of a local file."""
+    failure_file = os.environ.get(FAILURE_FILE_ENV)
+    return failure_file is not None and os.path.exists(failure_file)
+
+
+@router.get(
+    "/healthz",
+    operation_id="healthz",
+    summary="Liveness",
+    responses={503: {"description": "The embedded PostgreSQL died and could not be restarted"}},
+)
+async def healthz() -> Response:
+    """The process is up and serving requests. Does not touch the database.
+
+    With the embedded PostgreSQL, `balances serve` restarts the server when it dies; if it
+    cannot, after `BALANCES_EMBEDDED_RESTART_ATTEMPTS` attempts, this answers 503 so that the
+    orchestrator restarts the service. (A database of your own, at DATABASE_URL, never fails
+    liveness: `/readyz` reports it.)
+    """
+    if _embedded_server_failed():
+        body = {"status": "unavailable", "database": "embedded PostgreSQL could not be restarted"}
+        return ExactJSONResponse(body, 503)
+    return ExactJSONResponse({"status": "ok"})
 
 
 @router.get(
@@ -48,8 +70,12 @@ async def readyz(request: Request) -> Response:
     try:
         async with database.engine.connect() as connection:
             current = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-    except Exception:  # any failure to reach the database means "not ready", never a 500
-        logger.warning("readiness check failed", exc_info=True)
+    except Exception as error:  # any failure to reach the database means "not ready", never a 500
+        # Probes repeat every few seconds while the database is down: one line each, no traceback.
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        logger.warning(
+            "readiness check failed: %s: %s", type(error).__name__, reason[0] if reason else ""
+        )
         return ExactJSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
     if current != expected:
         body = {"status": "unavailable", "schema": current, "expected_schema": expected}
