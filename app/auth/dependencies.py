@@ -25,10 +25,10 @@ async def get_principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Send an API key as 'Authorization: Bearer sk_…'.")
     authenticator: Authenticator = request.app.state.authenticator
-    database = request.app.state.database
-    # A session opens a connection only if the key is not cached: most requests touch no SQL.
-    async with database.sessionmaker() as session:
-        principal = await authenticator.authenticate(session, credentials.credentials)
+    principal = authenticator.cached(credentials.credentials)
+    if principal is None:
+        async with request.app.state.database.sessionmaker() as session:
+            principal = await authenticator.authenticate(session, credentials.credentials)
     if principal is None:
         raise Unauthorized("This API key is unknown or has been revoked.")
     request.state.api_key_id = principal.key_id  # for the request log line

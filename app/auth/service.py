@@ -108,11 +108,18 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self._cache: dict[bytes, tuple[Principal, float]] = {}
 
-    async def authenticate(self, session: AsyncSession, secret: str) -> Principal | None:
-        digest = hash_secret(secret)
-        cached = self._cache.get(digest)
+    def cached(self, secret: str) -> Principal | None:
+        """The principal of a key validated less than ``cache_seconds`` ago, without SQL."""
+        cached = self._cache.get(hash_secret(secret))
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
+        return None
+
+    async def authenticate(self, session: AsyncSession, secret: str) -> Principal | None:
+        principal = self.cached(secret)
+        if principal is not None:
+            return principal
+        digest = hash_secret(secret)
         key = await ApiKeyRepository(session).get_by_secret_hash(digest)
         if key is None or not hmac.compare_digest(key.secret_hash, digest):
             return None
