@@ -52,13 +52,11 @@ async def test_error_bodies_carry_no_internals(api: Api) -> None:
 
 
 async def test_an_unexpected_failure_is_a_bare_500_problem(api: Api, app: FastAPI) -> None:
-    from app.batcher.dependencies import get_batcher
-
     class Exploding:
         async def submit(self, command: object) -> None:
             raise RuntimeError("secret internal detail")
 
-    app.dependency_overrides[get_batcher] = Exploding
+    batcher, app.state.batcher = app.state.batcher, Exploding()
     # As under uvicorn: the 500 is sent, and the exception goes on to the server's log.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     headers = {"authorization": f"Bearer {api.secret}"}
@@ -66,7 +64,7 @@ async def test_an_unexpected_failure_is_a_bare_500_problem(api: Api, app: FastAP
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             response = await client.post("/v1/balances.update", json=ADD, headers=headers)
     finally:
-        app.dependency_overrides.clear()
+        app.state.batcher = batcher
     body = problem(response, 500, "internal_error")
     assert "secret internal detail" not in response.text and "Traceback" not in response.text
     assert body["detail"] == "The server failed to handle this request."

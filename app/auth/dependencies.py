@@ -1,6 +1,5 @@
 """Authentication and scope checks for endpoints (``Authorization: Bearer sk_…``)."""
 
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -20,15 +19,20 @@ async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
+    return await authenticate(request, credentials.credentials if credentials else None)
+
+
+async def authenticate(request: Request, secret: str | None) -> Principal:
+    """The caller behind a bearer secret (None: no usable ``Authorization`` header)."""
     if request.app.state.settings.insecure_no_auth:
         return UNAUTHENTICATED_DEVELOPER
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    if secret is None:
         raise Unauthorized("Send an API key as 'Authorization: Bearer sk_…'.")
     authenticator: Authenticator = request.app.state.authenticator
-    principal = authenticator.cached(credentials.credentials)
+    principal = authenticator.cached(secret)
     if principal is None:
         async with request.app.state.database.sessionmaker() as session:
-            principal = await authenticator.authenticate(session, credentials.credentials)
+            principal = await authenticator.authenticate(session, secret)
     if principal is None:
         raise Unauthorized("This API key is unknown or has been revoked.")
     request.state.api_key_id = principal.key_id  # for the request log line
@@ -43,12 +47,25 @@ def authorize(principal: Principal, scope: Scope) -> None:
         raise Forbidden(f"This API key lacks the '{scope}' scope this operation needs.")
 
 
-def require(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    async def dependency(principal: PrincipalDep) -> Principal:
-        authorize(principal, scope)
+def bearer_secret(request: Request) -> str | None:
+    """The secret of ``Authorization: Bearer <secret>``, as ``bearer`` reads it."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    return (secret or None) if scheme.lower() == "bearer" else None
+
+
+class ScopeCheck:
+    """The dependency requiring ``scope``; also tells a fast route which scope it needs."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    async def __call__(self, principal: PrincipalDep) -> Principal:
+        authorize(principal, self.scope)
         return principal
 
-    return dependency
+
+def require(scope: Scope) -> ScopeCheck:
+    return ScopeCheck(scope)
 
 
 ReadKey = Annotated[Principal, Depends(require(Scope.READ))]

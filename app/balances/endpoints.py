@@ -2,8 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
+from app.api.routing import command, submit
 from app.auth.dependencies import ReadKey, WriteKey
 from app.balances import examples, reads
 from app.balances.commands import CreateBalance, DeleteBalance, UpdateBalance
@@ -17,7 +18,6 @@ from app.balances.schemas import (
     ListBalancesResponse,
     UpdateBalanceParams,
 )
-from app.batcher.dependencies import BatcherDep
 from app.core.database import ConnectionDep
 from app.core.dependencies import ClockDep, problem_responses
 from app.core.json import ExactJSONRoute, render
@@ -27,7 +27,8 @@ from app.idempotency.dependencies import EnvelopeDep
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 
 
-@router.post(
+@command(
+    router,
     "/balances.create",
     operation_id="createBalance",
     summary="Create a balance",
@@ -36,9 +37,9 @@ router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 )
 async def create_balance(
     params: Annotated[CreateBalanceParams, Body(openapi_examples=examples.CREATE)],
-    _: WriteKey,
+    principal: WriteKey,
     envelope: EnvelopeDep,
-    batcher: BatcherDep,
+    request: Request,
 ) -> Response:
     """Create the balance of a customer (or one of its entities) for a feature and reset interval.
 
@@ -46,10 +47,11 @@ async def create_balance(
     refused with `409 balance_exists`. Writes a `create` ledger entry.
     """
     command = CreateBalance(params, new_balance_id(), envelope)
-    return (await batcher.submit(command)).to_response()
+    return await submit(request, command)
 
 
-@router.post(
+@command(
+    router,
     "/balances.update",
     operation_id="updateBalance",
     summary="Set or adjust a balance",
@@ -58,9 +60,9 @@ async def create_balance(
 )
 async def update_balance(
     params: Annotated[UpdateBalanceParams, Body(openapi_examples=examples.UPDATE)],
-    _: WriteKey,
+    principal: WriteKey,
     envelope: EnvelopeDep,
-    batcher: BatcherDep,
+    request: Request,
 ) -> Response:
     """Change one balance in a single row-locked transaction.
 
@@ -72,7 +74,7 @@ async def update_balance(
 
     Each change appends one ledger entry in the same transaction. Returns the balance after it.
     """
-    return (await batcher.submit(UpdateBalance(params, envelope))).to_response()
+    return await submit(request, UpdateBalance(params, envelope))
 
 
 @router.post(
@@ -104,7 +106,8 @@ async def list_balances(
     return render(response)
 
 
-@router.post(
+@command(
+    router,
     "/balances.delete",
     operation_id="deleteBalance",
     summary="Delete a balance",
@@ -113,12 +116,12 @@ async def list_balances(
 )
 async def delete_balance(
     params: Annotated[DeleteBalanceParams, Body(openapi_examples=examples.DELETE)],
-    _: WriteKey,
+    principal: WriteKey,
     envelope: EnvelopeDep,
-    batcher: BatcherDep,
+    request: Request,
 ) -> Response:
     """Delete one balance (same targeting rules as update).
 
     Its ledger stays, closed by a `delete` entry that takes it to zero.
     """
-    return (await batcher.submit(DeleteBalance(params, envelope))).to_response()
+    return await submit(request, DeleteBalance(params, envelope))

@@ -2,13 +2,13 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 
+from app.api.routing import command, submit
 from app.auth.dependencies import ReadKey, WriteKey, authorize
 from app.auth.models import Scope
 from app.balances import repository as balances
 from app.balances.rows import ScopeKey
-from app.batcher.dependencies import BatcherDep
 from app.consumption.commands import CheckAndChange, Track
 from app.consumption.rules import is_allowed
 from app.consumption.schemas import (
@@ -18,7 +18,7 @@ from app.consumption.schemas import (
     TrackParams,
     TrackResponse,
 )
-from app.core.database import DatabaseDep
+from app.core.database import reading
 from app.core.dependencies import problem_responses
 from app.core.errors import InvalidRequest
 from app.core.json import ExactJSONRoute, render
@@ -54,7 +54,8 @@ _TRACK_EXAMPLES: dict[str, Any] = {
 }
 
 
-@router.post(
+@command(
+    router,
     "/balances.check",
     operation_id="check",
     summary="Check (and optionally reserve) a feature balance",
@@ -65,8 +66,7 @@ async def check(
     params: Annotated[CheckParams, Body(openapi_examples=_CHECK_EXAMPLES)],
     principal: ReadKey,
     envelope: EnvelopeDep,
-    batcher: BatcherDep,
-    database: DatabaseDep,
+    request: Request,
 ) -> Response:
     """Whether the customer may use `required_balance` (default 1) of a feature.
 
@@ -83,11 +83,11 @@ async def check(
         )
     if params.send_event or params.lock is not None:
         authorize(principal, Scope.WRITE)  # it changes balances
-        return (await batcher.submit(CheckAndChange(params, envelope))).to_response()
+        return await submit(request, CheckAndChange(params, envelope))
     # A pure read: no row locks; the reset state is computed on the fly.
     now = envelope.now
     scope = ScopeKey(params.customer_id, params.feature_id, params.entity_id)
-    async with database.engine.connect() as conn:
+    async with reading(request) as conn:
         rows = await balances.find_live(conn, scope, now)
     response = CheckResponse(
         allowed=is_allowed(rows, params.required_balance, now),
@@ -100,7 +100,8 @@ async def check(
     return render(response)
 
 
-@router.post(
+@command(
+    router,
     "/balances.track",
     operation_id="track",
     summary="Record usage of a feature",
@@ -109,9 +110,9 @@ async def check(
 )
 async def track(
     params: Annotated[TrackParams, Body(openapi_examples=_TRACK_EXAMPLES)],
-    _: WriteKey,
+    principal: WriteKey,
     envelope: EnvelopeDep,
-    batcher: BatcherDep,
+    request: Request,
 ) -> Response:
     """Deduct `value` across the feature's live balances, in one locked transaction.
 
@@ -121,4 +122,4 @@ async def track(
     `overage_allowed` take what the others cannot. A negative `value` gives back, in reverse
     order. Unlimited balances count usage and never block. One `track` entry per balance.
     """
-    return (await batcher.submit(Track(params, envelope))).to_response()
+    return await submit(request, Track(params, envelope))

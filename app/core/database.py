@@ -6,6 +6,7 @@ success whose commit then failed. Services and repositories only ``flush``.
 """
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -71,12 +72,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             MUTATIONS.labels(kind).inc()
 
 
-async def get_database(request: Request) -> Database:
+def reading(request: Request) -> AbstractAsyncContextManager[AsyncConnection]:
+    """A pooled connection for a read (one statement; nothing to commit)."""
     database: Database = request.app.state.database
-    return database
-
-
-DatabaseDep = Annotated[Database, Depends(get_database)]
+    return database.engine.connect()
 
 
 async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:

@@ -73,7 +73,7 @@ class ExactJSONRequest(Request):
         return self._json
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -89,7 +89,7 @@ class ExactJSONRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def exact_handler(request: Request) -> Response:
-            if request.method == "POST" and not _is_json(request.headers.get("content-type")):
+            if request.method == "POST" and not is_json(request.headers.get("content-type")):
                 raise UnsupportedMediaType(
                     "Send the body as JSON (Content-Type: application/json)."
                 )

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from app.auth.dependencies import PrincipalDep
+from app.auth.service import Principal
 from app.batcher.protocols import Envelope, IdempotencyClaim
 from app.core.context import RequestContext
 from app.core.errors import InvalidRequest
@@ -49,11 +50,16 @@ def _sorted(value: Any) -> Any:
 async def get_envelope(
     request: Request, principal: PrincipalDep, key: IdempotencyKeyDep
 ) -> Envelope:
+    body = await request.json() if key is not None else None
+    return envelope_for(request, principal, key, body)
+
+
+def envelope_for(request: Request, principal: Principal, key: str | None, body: Any) -> Envelope:
     """One ``now`` for the request, who asks, and the claim on its Idempotency-Key."""
     claim = None
     if key is not None:
         scope = principal.key_id or "-"  # auth off (development): one shared key space
-        claim = IdempotencyClaim(scope, key, fingerprint(request.url.path, await request.json()))
+        claim = IdempotencyClaim(scope, key, fingerprint(request.url.path, body))
     context = RequestContext(
         request_id=getattr(request.state, "request_id", None),
         api_key_id=principal.key_id,

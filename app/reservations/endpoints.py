@@ -2,12 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Request, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.api.routing import command, submit
 from app.auth.dependencies import WriteKey
-from app.batcher.dependencies import BatcherDep
-from app.core.database import DatabaseDep
+from app.core.database import reading
 from app.core.dependencies import problem_responses
 from app.core.json import ExactJSONRoute
 from app.core.schemas import SuccessResponse
@@ -37,7 +37,8 @@ _EXAMPLES: dict[str, Any] = {
 }
 
 
-@router.post(
+@command(
+    router,
     "/balances.finalize",
     operation_id="finalizeLock",
     summary="Confirm or release a reservation",
@@ -46,10 +47,9 @@ _EXAMPLES: dict[str, Any] = {
 )
 async def finalize_lock(
     params: Annotated[FinalizeLockParams, Body(openapi_examples=_EXAMPLES)],
-    _: WriteKey,
+    principal: WriteKey,
     envelope: EnvelopeDep,
-    batcher: BatcherDep,
-    database: DatabaseDep,
+    request: Request,
 ) -> Response:
     """Settle a lock taken by `balances.check` with `lock`.
 
@@ -58,9 +58,9 @@ async def finalize_lock(
     finalized once: again, or after its `expires_at`, is `409 lock_not_active` (an expired lock
     is given back automatically); an unknown `lock_id` is `404 lock_not_found`.
     """
-    async with database.engine.connect() as conn:
+    async with reading(request) as conn:
         found = await _find(conn, params.customer_id, params.lock_id)
-    return (await batcher.submit(Finalize(params, found, envelope))).to_response()
+    return await submit(request, Finalize(params, found, envelope))
 
 
 async def _find(conn: AsyncConnection, customer_id: str | None, lock_id: str) -> LockRow:

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by the domains' endpoints: the fast route of the write operations."""
