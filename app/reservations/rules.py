@@ -124,13 +124,18 @@ def give_back(
     by_id = {row.id: row for row in balances}
     left = lock.amount if limit is None else limit
     plan = []
+    taken: dict[str, Decimal] = {}
     for item in reversed(lock.items):
         row = by_id.get(item["balance_id"])
         if left <= 0 or row is None or row.reset_count != item["period"]:
             continue
-        back = min(left, Decimal(item["value"]))
-        plan.append((row, -back))
-        left -= back
+        # Never more than the balance still uses: usage already given back (a negative track,
+        # usage set to 0) must not be credited a second time.
+        back = min(left, Decimal(item["value"]), max(row.usage - taken.get(row.id, ZERO), ZERO))
+        if back > 0:
+            plan.append((row, -back))
+            taken[row.id] = taken.get(row.id, ZERO) + back
+            left -= back
     return apply_usage(plan, kind, now)
 
 
