@@ -15,7 +15,7 @@ from app.balances import rules
 from app.balances.errors import BalanceExists
 from app.balances.models import Interval
 from app.balances.periods import boundary
-from app.balances.rows import BalanceRow, RowKey, ScopeKey, SuppliedId
+from app.balances.rows import BalanceRow, NewKey, RowKey, ScopeKey, SuppliedId
 from app.balances.schemas import (
     Balance,
     BalanceResponse,
@@ -60,7 +60,11 @@ class CreateBalance(Enveloped):
 
     def wants(self) -> Mapping[str, Sequence[Hashable]]:
         p = self.params
-        keys: list[Hashable] = [ScopeKey(p.customer_id, p.feature_id, p.entity_id)]
+        interval = p.reset.interval if p.reset else Interval.ONE_OFF
+        keys: list[Hashable] = [
+            ScopeKey(p.customer_id, p.feature_id, p.entity_id),
+            NewKey(p.customer_id, p.feature_id, p.entity_id, interval),
+        ]
         if p.balance_id is not None:
             keys += [SuppliedId(p.balance_id, p.customer_id), RowKey(p.customer_id, p.balance_id)]
         return {TABLE: keys}

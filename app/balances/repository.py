@@ -39,17 +39,18 @@ WHERE NOT EXISTS (SELECT FROM locked l WHERE l.customer_id = w.customer_id AND l
 _LOCK_SKIPPING = _LOCK.format(skip="SKIP LOCKED")
 _LOCK_WAITING = _LOCK.format(skip="")
 
-# A supplied balance_id is free unless another customer's balance ever had it (every balance
-# has ledger entries, deleted ones too). An advisory lock per id serializes the creates that
-# claim it; the check runs in a statement of its own, after the lock is ours, so its snapshot
-# sees whatever the previous holder committed.
-_LOCK_IDS = """
-SELECT s.id, {lock} FROM unnest(%s::text[]) AS s(id) ORDER BY s.id
+# Advisory locks by name (a supplied balance id, a key being created): whoever inserts takes
+# them, so a batch only *tries* them and sends a command whose name is held to the waiting path.
+_LOCK_NAMES = """
+SELECT s.name, {lock} FROM unnest(%s::text[]) AS s(name) ORDER BY s.name
 """
-_TRY_LOCK_IDS = _LOCK_IDS.format(lock="pg_try_advisory_xact_lock(hashtextextended(s.id, 0))")
-_WAIT_LOCK_IDS = _LOCK_IDS.format(  # void, cast to '' once the lock is ours
-    lock="pg_advisory_xact_lock(hashtextextended(s.id, 0))::text = ''"
+_TRY_LOCK_NAMES = _LOCK_NAMES.format(lock="pg_try_advisory_xact_lock(hashtextextended(s.name, 0))")
+_WAIT_LOCK_NAMES = _LOCK_NAMES.format(  # void, cast to '' once the lock is ours
+    lock="pg_advisory_xact_lock(hashtextextended(s.name, 0))::text = ''"
 )
+# A supplied balance_id is free unless another customer's balance ever had it (every balance
+# has ledger entries, deleted ones too). Asked after its lock is ours, in a statement of its
+# own, so the snapshot sees whatever the previous holder committed.
 _USED_IDS = """
 SELECT s.id, s.customer_id FROM unnest(%s::text[], %s::text[]) AS s(id, customer_id)
 WHERE EXISTS (SELECT FROM balance_ledger l WHERE l.balance_id = s.id
@@ -110,21 +111,19 @@ async def lock(
     return locked, held
 
 
-async def claim_ids(
-    conn: AsyncConnection, claims: Sequence[SuppliedId], *, wait: bool
-) -> tuple[set[SuppliedId], set[SuppliedId]]:
-    """Take the advisory lock of each supplied id; return the claims another customer's balance
-    already used, and those whose lock another transaction holds (only without ``wait``)."""
-    statement = _WAIT_LOCK_IDS if wait else _TRY_LOCK_IDS
-    ids = sorted({c.id for c in claims})
-    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (ids,))).all()
-    locked = {row[0] for row in result if row[1]}
-    held = {c for c in claims if c.id not in locked}
-    ours = [c for c in claims if c.id in locked]
-    parameters = ([c.id for c in ours], [c.customer_id for c in ours])
-    used: Sequence[Any] = (await conn.exec_driver_sql(_USED_IDS, parameters)).all()
-    taken = {SuppliedId(row[0], row[1]) for row in used}
-    return taken, held
+async def lock_names(conn: AsyncConnection, names: Sequence[str], *, wait: bool) -> set[str]:
+    """Take the advisory lock of each name; return the names another transaction holds (only
+    without ``wait``)."""
+    statement = _WAIT_LOCK_NAMES if wait else _TRY_LOCK_NAMES
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (sorted(set(names)),))).all()
+    return {row[0] for row in result if not row[1]}
+
+
+async def used_ids(conn: AsyncConnection, claims: Sequence[SuppliedId]) -> set[SuppliedId]:
+    """The supplied ids another customer's balance has or had."""
+    parameters = ([c.id for c in claims], [c.customer_id for c in claims])
+    result: Sequence[Any] = (await conn.exec_driver_sql(_USED_IDS, parameters)).all()
+    return {SuppliedId(row[0], row[1]) for row in result}
 
 
 async def write(

@@ -78,6 +78,27 @@ class SuppliedId:
     id: str
     customer_id: str
 
+    @property
+    def lock_name(self) -> str:
+        return f"id\x1f{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """The key a create takes. Creates of one key serialize on an advisory lock of it, so a
+    batch never waits on another transaction's uncommitted insert of the same key (the unique
+    index would make it wait; ``SKIP LOCKED`` covers only rows that exist)."""
+
+    customer_id: str
+    feature_id: str
+    entity_id: str | None
+    interval: str
+
+    @property
+    def lock_name(self) -> str:
+        entity = "\x1e" if self.entity_id is None else self.entity_id
+        return "\x1f".join(("key", self.customer_id, self.feature_id, entity, self.interval))
+
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 

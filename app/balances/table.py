@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.balances import repository
-from app.balances.rows import BalanceRow, RowKey, ScopeKey, SuppliedId
+from app.balances.rows import BalanceRow, NewKey, RowKey, ScopeKey, SuppliedId
 
 TABLE = "balances"
 
@@ -72,12 +72,15 @@ class BalancesTable:
     ) -> tuple[LockedBalances, set[Hashable]]:
         scopes = [k for k in keys if isinstance(k, ScopeKey)]
         ids = [k for k in keys if isinstance(k, RowKey)]
-        claims = [k for k in keys if isinstance(k, SuppliedId)]
+        names = [k for k in keys if isinstance(k, SuppliedId | NewKey)]
         state = LockedBalances({})
         held: set[Hashable] = set()
-        if claims:  # advisory locks on supplied ids first: rare, and they guard inserts
-            state.taken_ids, held_claims = await repository.claim_ids(conn, claims, wait=wait)
-            held |= held_claims
+        if names:  # advisory locks that guard inserts: only creates take them
+            busy = await repository.lock_names(conn, [k.lock_name for k in names], wait=wait)
+            held |= {k for k in names if k.lock_name in busy}
+            claims = [k for k in names if isinstance(k, SuppliedId) and k not in held]
+            if claims:
+                state.taken_ids = await repository.used_ids(conn, claims)
         if scopes or ids:
             rows, missing = await repository.lock(conn, scopes, ids, wait=wait)
             state.rows = {row.key: row for row in rows}

@@ -54,9 +54,11 @@ class Batcher:
         """Queue a command and wait for its answer (never raises for a domain error)."""
         self._start()
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        queue = self._queues[hash(command.partition) % self._partitions]
-        queue.put_nowait((command, future))
+        self._queue_of(command).put_nowait((command, future))
         return await future
+
+    def _queue_of(self, command: Command) -> "asyncio.Queue[Pending]":
+        return self._queues[hash(command.partition) % self._partitions]
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,6 +109,8 @@ class Batcher:
         for index in outcome.deferred:
             # Rows held elsewhere: wait for them alone, off this partition's worker.
             asyncio.create_task(self._run_waiting(batch[index]))  # noqa: RUF006
+        for index in outcome.later:
+            self._queue_of(batch[index][0]).put_nowait(batch[index])
 
     async def _run_waiting(self, pending: Pending) -> None:
         command, future = pending
@@ -123,7 +127,7 @@ class Batcher:
                 outcome = await run_batch(self.engine, self.tables, [command], wait=True)
             if isinstance(outcome, Retry):
                 _answer(future, problem_reply(outcome.error))
-            elif outcome.deferred:  # a duplicate Idempotency-Key cannot be deferred again
+            elif outcome.deferred or outcome.later:  # a lone command: cannot happen
                 _answer(future, problem_reply(_busy()))
             else:
                 _answer(future, outcome.replies[0])

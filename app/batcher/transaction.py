@@ -45,11 +45,13 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 @dataclass(slots=True)
 class Outcome:
-    """Answers by position in the batch (an exception is a bug in that command alone), and the
-    positions that must run alone on the waiting path once this batch has committed."""
+    """Answers by position in the batch (an exception is a bug in that command alone); the
+    positions that must run alone on the waiting path once this batch has committed; and those
+    to run in a later batch (a repeated Idempotency-Key: it replays this batch's answer)."""
 
     replies: dict[int, Reply | Exception] = field(default_factory=dict)
     deferred: list[int] = field(default_factory=list)
+    later: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -161,7 +163,7 @@ async def _claim_keys(
         if claim is None:
             continue
         if (claim.scope, claim.key) in keyed:  # a duplicate in this very batch: replays after
-            outcome.deferred.append(index)
+            outcome.later.append(index)
         else:
             keyed[(claim.scope, claim.key)] = index
     if not keyed:
@@ -173,7 +175,7 @@ async def _claim_keys(
         triples.append((claim.scope, claim.key, claim.fingerprint))
     now = commands[next(iter(keyed.values()))].now
     claimed, stored = await idempotency.claim(conn, triples, now, wait=wait)
-    skip = set(outcome.deferred)
+    skip = set(outcome.later)
     for key, index in keyed.items():
         if key in claimed:
             continue
