@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from app.balances.commands import UpdateBalance
+from app.balances.rows import NewKey
 from app.balances.schemas import UpdateBalanceParams
 from app.balances.table import BalancesTable
 from app.batcher.batcher import Batcher
@@ -500,16 +500,9 @@ async def test_a_killed_pool_costs_at_most_one_503_per_dead_connection_even_with
     assert_applied_exactly(db, sent, start=100)
 
 
-# 8. Known gaps: the batch path can still be held up by transactions it does not see coming.
+# 8. Transactions the batch cannot see coming: inserts in flight, replays of one key.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the batch path waits on a unique-index check. A create whose balance key "
-    "(customer, feature, entity, interval) another transaction has inserted but not committed "
-    "makes the batch's INSERT (repository._INSERT) wait up to lock_timeout, stalling every "
-    "command of that customer's partition; SKIP LOCKED only covers rows that already exist.",
-)
 async def test_a_create_racing_a_stuck_insert_of_its_key_does_not_stall_the_customers_updates(
     db: psycopg.Connection, database_url: str, clock: FrozenClock, keys: dict[str, str]
 ) -> None:
@@ -518,6 +511,9 @@ async def test_a_create_racing_a_stuck_insert_of_its_key_does_not_stall_the_cust
     ) as (_, api):
         balance = await api.create(included_grant=0)
         with psycopg.connect(database_url) as stuck:  # e.g. another instance frozen mid-batch
+            # An instance of the service inserting a key holds that key's advisory lock.
+            name = NewKey("cus_1", "seats", None, "one_off").lock_name
+            stuck.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
             stuck.execute(
                 "INSERT INTO balances (customer_id, id, feature_id, interval, created_at, "
                 "updated_at) VALUES ('cus_1', 'bal_stuck', 'seats', 'one_off', now(), now())"
@@ -541,13 +537,6 @@ async def test_a_create_racing_a_stuck_insert_of_its_key_does_not_stall_the_cust
         assert remaining(db, balance["id"]) == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: duplicates of an Idempotency-Key within one batch are deferred to the waiting "
-    "path (transaction._claim_keys) only to be replayed, and so need one of the "
-    "write_waiting_slots; requests waiting on a row a stuck transaction holds can hold every "
-    "slot, so the replays of an unrelated balance wait up to lock_timeout (or get 503).",
-)
 async def test_concurrent_retries_are_not_held_up_by_requests_waiting_on_an_unrelated_lock(
     db: psycopg.Connection, database_url: str, clock: FrozenClock, keys: dict[str, str]
 ) -> None:
