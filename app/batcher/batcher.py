@@ -11,14 +11,14 @@ whose rows they hold run alone on the waiting path (see ``transaction``).
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.batcher.protocols import Command, Table
-from app.batcher.transaction import Outcome, Retry, run_batch
-from app.core.errors import ServiceUnavailable
+from app.batcher.transaction import Outcome, Retry, lock_timeout, run_batch
 from app.core.problems import problem_reply
 from app.core.reply import Reply
 
@@ -113,22 +113,29 @@ class Batcher:
             self._queue_of(batch[index][0]).put_nowait(batch[index])
 
     async def _run_waiting(self, pending: Pending) -> None:
+        """Run one command whose rows another transaction holds, waiting for them: its slot, its
+        locks and its retry share one deadline, ``wait_timeout_seconds`` from now."""
         command, future = pending
         assert self._waiting is not None
+        deadline = time.monotonic() + self.wait_timeout_seconds
         try:
             async with asyncio.timeout(self.wait_timeout_seconds):
                 await self._waiting.acquire()
         except TimeoutError:
-            _answer(future, problem_reply(_busy()))
+            _answer(future, problem_reply(lock_timeout()))
             return
         try:
-            outcome = await run_batch(self.engine, self.tables, [command], wait=True)
+            outcome = await run_batch(
+                self.engine, self.tables, [command], wait=True, deadline=deadline
+            )
             if isinstance(outcome, Retry) and outcome.again:
-                outcome = await run_batch(self.engine, self.tables, [command], wait=True)
+                outcome = await run_batch(
+                    self.engine, self.tables, [command], wait=True, deadline=deadline
+                )
             if isinstance(outcome, Retry):
                 _answer(future, problem_reply(outcome.error))
             elif outcome.deferred or outcome.later:  # a lone command: cannot happen
-                _answer(future, problem_reply(_busy()))
+                _answer(future, problem_reply(lock_timeout()))
             else:
                 _answer(future, outcome.replies[0])
         except Exception as error:
@@ -146,9 +153,3 @@ def _answer(future: "asyncio.Future[Reply]", reply: Reply | Exception) -> None:
         future.set_exception(reply)
     else:
         future.set_result(reply)
-
-
-def _busy() -> ServiceUnavailable:
-    return ServiceUnavailable(
-        "lock_timeout", "A balance stayed locked by another request for too long."
-    )

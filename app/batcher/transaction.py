@@ -68,12 +68,19 @@ class _Disconnected(Exception):
 
 
 async def run_batch(
-    engine: AsyncEngine, tables: Sequence[Table], commands: Sequence[Command], *, wait: bool
+    engine: AsyncEngine,
+    tables: Sequence[Table],
+    commands: Sequence[Command],
+    *,
+    wait: bool,
+    deadline: float | None = None,
 ) -> Outcome | Retry:
+    """Run ``commands`` as one transaction. ``wait``: wait for locks others hold (the waiting
+    path), all of them together until ``deadline`` (``time.monotonic()``), not each its own."""
     for attempt in (1, 2):
         try:
             async with engine.connect() as conn:
-                return await _transaction(conn, tables, commands, wait=wait)
+                return await _transaction(conn, tables, commands, wait=wait, deadline=deadline)
         except _Disconnected:
             if attempt == 2:
                 break
@@ -88,11 +95,18 @@ async def run_batch(
 
 
 async def _transaction(
-    conn: AsyncConnection, tables: Sequence[Table], commands: Sequence[Command], *, wait: bool
+    conn: AsyncConnection,
+    tables: Sequence[Table],
+    commands: Sequence[Command],
+    *,
+    wait: bool,
+    deadline: float | None,
 ) -> Outcome | Retry:
     outcome = Outcome()
     try:
         await conn.begin()
+        if deadline is not None:
+            await _limit_waits(conn, deadline)
         states, runnable = await _lock(conn, tables, commands, outcome, wait=wait)
         runnable = await _claim_keys(conn, commands, runnable, outcome, wait=wait)
         answers = _apply(commands, runnable, states, outcome)
@@ -104,6 +118,8 @@ async def _transaction(
         await _rollback_quietly(conn)
         if is_disconnect(error):
             raise _Disconnected from error
+        if deadline is not None and getattr(error.orig, "sqlstate", None) == "57014":
+            return Retry(lock_timeout())  # the request's deadline for its waits ran out
         return Retry(database_problem(error), again=_worth_again(error))
     try:
         await conn.commit()
@@ -217,6 +233,23 @@ def _apply(
             claim = command.idempotency
             answers.append((claim.scope, claim.key, reply.status, reply.media_type, reply.body))
     return answers
+
+
+async def _limit_waits(conn: AsyncConnection, deadline: float) -> None:
+    """Bound every wait of this transaction by what is left until ``deadline``: Postgres's
+    ``lock_timeout`` counts each wait on its own (and a queued row lock may wait twice), so the
+    whole statement is bounded too."""
+    left = str(max(1, int((deadline - time.monotonic()) * 1000)))
+    await conn.exec_driver_sql(
+        "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+        (left, left),
+    )
+
+
+def lock_timeout() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "lock_timeout", "A balance stayed locked by another request for too long; retry."
+    )
 
 
 def _worth_again(error: DBAPIError) -> bool:

@@ -3,8 +3,12 @@
 import json
 import logging
 import logging.config
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+# The request being served in this task: every log line written while serving it names it.
+CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is a field.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
@@ -19,6 +23,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        if line.get("request_id") is None and CURRENT_REQUEST_ID.get() is not None:
+            line["request_id"] = CURRENT_REQUEST_ID.get()
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
@@ -26,9 +32,9 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        extras = " ".join(
-            f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and v is not None
-        )
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        fields.setdefault("request_id", CURRENT_REQUEST_ID.get())
+        extras = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
         base = (
             f"{self.formatTime(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
         )

@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import get_settings
 from app.core.errors import DomainError, PayloadTooLarge
+from app.core.logging import CURRENT_REQUEST_ID
 from app.core.problems import problem_response
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -44,6 +45,7 @@ class RequestIdMiddleware:
                 break
         request_id = request_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        CURRENT_REQUEST_ID.set(request_id)  # for every log line written while serving it
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
 
         async def send_with_id(message: Message) -> None:

@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, APIRouter
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
 from app.core.errors import DomainError, ServiceUnavailable
@@ -127,6 +128,11 @@ async def _on_database_error(request: Request, error: Exception) -> ProblemRespo
     return await _on_unexpected_error(request, error)
 
 
+async def _on_pool_timeout(request: Request, error: Exception) -> ProblemResponse:
+    # Every pooled connection is busy for longer than the pool timeout: a fault, not a bug.
+    return problem_response(ServiceUnavailable("database_busy", "No database connection is free."))
+
+
 async def _on_unexpected_error(request: Request, error: Exception) -> ProblemResponse:
     # Details go to the log, never to the client: no stack traces or SQL in responses.
     logger.exception("unhandled error", exc_info=error)
@@ -182,4 +188,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(DBAPIError, _on_database_error)
+    app.add_exception_handler(PoolTimeout, _on_pool_timeout)
     app.add_exception_handler(Exception, _on_unexpected_error)
