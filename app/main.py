@@ -22,6 +22,7 @@ from app.core.observability import ObservabilityMiddleware
 from app.core.problems import document_problems, install_problem_handlers
 from app.health.endpoints import router as health_router
 from app.history.endpoints import router as history_router
+from app.idempotency.purge import purge_forever
 from app.ledger.table import LedgerTable
 from app.reservations.endpoints import router as reservations_router
 from app.reservations.table import ReservationsTable
@@ -52,11 +53,22 @@ def create_app(
             database: Database = app.state.database
             sweeper = Sweeper.from_settings(database.sessionmaker, app.state.clock, settings)
             sweeper_task = asyncio.create_task(sweeper.run_forever(settings.sweep_interval_seconds))
+        purge_task = None
+        if settings.idempotency_purge_interval_seconds > 0:
+            purge_task = asyncio.create_task(
+                purge_forever(
+                    app.state.database.sessionmaker,
+                    app.state.clock,
+                    settings.idempotency_retention_hours,
+                    settings.idempotency_purge_interval_seconds,
+                )
+            )
         yield
-        if sweeper_task is not None:
-            sweeper_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper_task
+        for task in (sweeper_task, purge_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await app.state.batcher.stop()
         await app.state.database.dispose()
 

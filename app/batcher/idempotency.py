@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _LOCK_KEY = "hashtextextended(c.scope || chr(31) || c.key, 0)"
 
 _TRY_CLAIM = f"""
-INSERT INTO idempotency_keys (api_key_id, key, fingerprint, created_at)
+INSERT INTO idempotency_keys (scope, key, fingerprint, created_at)
 SELECT c.scope, c.key, c.fingerprint, %s
 FROM unnest(%s::text[], %s::text[], %s::bytea[]) AS c(scope, key, fingerprint)
 WHERE pg_try_advisory_xact_lock({_LOCK_KEY})
 ON CONFLICT DO NOTHING
-RETURNING api_key_id, key
+RETURNING scope, key
 """
 
 _WAIT_FOR_KEYS = f"""
@@ -29,9 +29,9 @@ ORDER BY c.scope, c.key
 """
 
 _READ = """
-SELECT r.api_key_id, r.key, r.fingerprint, r.status_code, r.content_type, r.response_body
+SELECT r.scope, r.key, r.fingerprint, r.status_code, r.content_type, r.response_body
 FROM idempotency_keys r
-JOIN unnest(%s::text[], %s::text[]) AS c(scope, key) ON r.api_key_id = c.scope AND r.key = c.key
+JOIN unnest(%s::text[], %s::text[]) AS c(scope, key) ON r.scope = c.scope AND r.key = c.key
 """
 
 _STORE = """
@@ -39,7 +39,7 @@ UPDATE idempotency_keys AS r
 SET status_code = a.status_code, content_type = a.content_type, response_body = a.body
 FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::bytea[])
     AS a(scope, key, status_code, content_type, body)
-WHERE r.api_key_id = a.scope AND r.key = a.key
+WHERE r.scope = a.scope AND r.key = a.key
 """
 
 

@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = None
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     idempotency_retention_hours: float = Field(default=24.0, ge=24)
+    # Each worker tries to purge old idempotency records this often; one at a time does (0: off).
+    idempotency_purge_interval_seconds: float = Field(default=600, ge=0)
     # A request stuck behind a row lock fails fast with 503 lock_timeout instead of hanging.
     lock_timeout_ms: int = Field(default=5_000, ge=1)
     # The write path: per process, this many partitions batch writes in parallel (a connection

@@ -11,6 +11,7 @@ from app.batcher.protocols import Envelope, IdempotencyClaim
 from app.core.context import RequestContext
 from app.core.errors import InvalidRequest
 from app.core.json import dumps_exact
+from app.idempotency.models import DEPLOYMENT
 
 
 async def idempotency_key(
@@ -58,8 +59,7 @@ def envelope_for(request: Request, principal: Principal, key: str | None, body: 
     """One ``now`` for the request, who asks, and the claim on its Idempotency-Key."""
     claim = None
     if key is not None:
-        scope = principal.key_id or "-"  # auth off (development): one shared key space
-        claim = IdempotencyClaim(scope, key, fingerprint(request.url.path, body))
+        claim = IdempotencyClaim(DEPLOYMENT, key, fingerprint(request.url.path, body))
     context = RequestContext(
         request_id=getattr(request.state, "request_id", None),
         api_key_id=principal.key_id,
