@@ -14,10 +14,14 @@ RUN pip install --no-cache-dir .
 
 FROM python:3.12-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-# /srv already exists in the base image and stays root-owned: the app writes nothing there.
+# /srv stays root-owned: the app writes only to its data directory, where the first start
+# leaves the bootstrap admin key (mode 0600) unless BALANCES_BOOTSTRAP_ADMIN_KEY is set.
 RUN groupadd --system --gid 10001 balances \
  && useradd --system --uid 10001 --gid balances --no-create-home --home-dir /srv \
-      --shell /usr/sbin/nologin balances
+      --shell /usr/sbin/nologin balances \
+ && install -d -o balances -g balances -m 0700 /var/lib/balances
+ENV BALANCES_DATA_DIR=/var/lib/balances
+VOLUME ["/var/lib/balances"]
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 USER balances
