@@ -32,7 +32,7 @@ _NEVER = datetime.max.replace(tzinfo=None)
 
 
 class OverageBehavior(enum.StrEnum):
-    CAP = "cap"  # deduct only what fits
+    CAP = "cap"  # deduct only what fits (a balance with overage_allowed takes the rest)
     OVERFLOW = "overflow"  # deduct all; remaining may go negative
     REJECT = "reject"  # deduct all or nothing (409 insufficient_balance)
 
@@ -53,9 +53,10 @@ def plan_deduction(
     """Split ``value`` over ``ordered`` balances: ``[(balance, amount)]``, amounts non-zero.
 
     Each balance first gives what it has left (an unlimited one gives everything). What no
-    balance has left goes, unless the behavior is ``cap``, to the first balance that allows
-    overage; failing that, ``overflow`` puts it on the last balance, ``reject`` refuses the
-    whole deduction and the default (``None``, like ``cap``) drops it.
+    balance has left goes to the first balance that allows overage, whatever the behavior (as
+    in Autumn, ``cap`` stops at zero only balances without overage); failing that,
+    ``overflow`` puts it on the last balance, ``reject`` refuses the whole deduction and
+    ``cap`` (also the default, ``None``) drops it.
     """
     if value < 0:
         return _plan_give_back(ordered, -value)
@@ -69,9 +70,7 @@ def plan_deduction(
             plan[balance.id] = take
             left -= take
     if left > 0:
-        target = None
-        if behavior is not OverageBehavior.CAP:
-            target = next((b for b in ordered if b.overage_allowed), None)
+        target = next((b for b in ordered if b.overage_allowed), None)
         if target is None and behavior is OverageBehavior.OVERFLOW and ordered:
             target = ordered[-1]
         if target is not None:

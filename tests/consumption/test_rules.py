@@ -115,7 +115,8 @@ def expected_deduction(
         return -min(-value, sum((max(row.usage, ZERO) for row in rows), ZERO))
     if any(row.unlimited for row in rows) or available(rows) >= value:
         return value
-    overage = behavior is not OverageBehavior.CAP and any(row.overage_allowed for row in rows)
+    # A balance that allows overage takes the excess whatever the behaviour, cap included.
+    overage = any(row.overage_allowed for row in rows)
     if overage or behavior is OverageBehavior.OVERFLOW:
         return value
     if behavior is OverageBehavior.REJECT:
@@ -181,16 +182,19 @@ def test_track_deducts_what_the_rules_say_and_the_ledger_agrees(
 
 @EXAMPLES
 @given(FEATURES, VALUES, st.sampled_from([None, OverageBehavior.CAP]))
-def test_cap_never_pushes_a_limited_balance_below_zero(
+def test_cap_stops_at_zero_only_the_balances_without_overage(
     rows: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None
 ) -> None:
+    """``cap`` (and the default) never pushes a limited balance without overage below zero,
+    and never drops usage a balance with overage could take."""
     work = deepcopy(rows)
-    track(work, value, behavior, NOW)
-    overage_anywhere = behavior is None and any(row.overage_allowed for row in rows)
+    plan, _ = track(work, value, behavior, NOW)
     for old, new in zip(rows, work, strict=True):
-        if old.unlimited or overage_anywhere:
+        if old.unlimited or old.overage_allowed:
             continue
         assert new.remaining >= min(old.remaining, ZERO)
+    if value > 0 and any(row.overage_allowed for row in rows):
+        assert sum((amount for _, amount in plan), ZERO) == value
 
 
 @EXAMPLES

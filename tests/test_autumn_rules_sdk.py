@@ -1,0 +1,89 @@
+"""Autumn's balance rules, driven as an Autumn user would: through the official client
+(autumn-sdk) against a real `balances serve`.
+
+The client cannot create a balance with `overage_allowed` (its `balances.create` has no such
+parameter), so those balances are created over plain HTTP with the same key.
+"""
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from autumn_sdk import Autumn
+
+from tests.helpers import RunningService
+
+START_TIMEOUT = 20.0
+
+
+@pytest.fixture(scope="module")
+def service_url(database_url: str, keys: dict[str, str]) -> Iterator[str]:
+    """`balances serve` on the (migrated) test database; `keys` first, so no bootstrap key."""
+    service = RunningService({"DATABASE_URL": database_url}, "--host", "127.0.0.1")
+    try:
+        yield service.wait_ready(START_TIMEOUT).url
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+def autumn(service_url: str, db: psycopg.Connection, keys: dict[str, str]) -> Iterator[Autumn]:
+    """The client as a user would build it (`db` empties the tables after the test)."""
+    with Autumn(secret_key=keys["write"], server_url=service_url) as client:
+        yield client
+
+
+@pytest.fixture
+def customer() -> str:
+    return f"cus_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def create_raw(service_url: str, keys: dict[str, str]) -> Any:
+    """`balances.create` over plain HTTP, for the fields the client does not send."""
+
+    def create(**body: Any) -> dict[str, Any]:
+        response = httpx.post(
+            f"{service_url}/v1/balances.create",
+            json=body,
+            headers={"authorization": f"Bearer {keys['write']}"},
+        )
+        assert response.status_code == 200, response.text
+        balance: dict[str, Any] = response.json()["balance"]
+        return balance
+
+    return create
+
+
+def remaining_by_id(autumn: Autumn, customer: str) -> dict[str, float]:
+    return {b.id: b.remaining for b in autumn.balances.list(customer_id=customer).list}
+
+
+# --- 3. cap never drops usage on a balance that allows overage -------------------------------
+
+
+@pytest.mark.parametrize("behavior", [None, "cap"])
+def test_cap_records_all_usage_when_the_balance_allows_overage(
+    autumn: Autumn, customer: str, create_raw: Any, behavior: Any
+) -> None:
+    balance = create_raw(
+        customer_id=customer, feature_id="api_calls", included_grant=5, overage_allowed=True
+    )
+    kwargs = {} if behavior is None else {"overage_behavior": behavior}
+    tracked = autumn.track(customer_id=customer, feature_id="api_calls", value=8, **kwargs)
+    assert [(d.balance_id, d.value) for d in tracked.deductions or []] == [(balance["id"], 8)]
+    assert tracked.balance is not None
+    assert (tracked.balance.usage, tracked.balance.remaining) == (8, -3)
+    assert remaining_by_id(autumn, customer) == {balance["id"]: -3}
+
+
+def test_cap_stops_at_zero_only_the_balances_without_overage(autumn: Autumn, customer: str) -> None:
+    autumn.balances.create(customer_id=customer, feature_id="api_calls", included_grant=5)
+    tracked = autumn.track(
+        customer_id=customer, feature_id="api_calls", value=8, overage_behavior="cap"
+    )
+    assert tracked.balance is not None and tracked.balance.remaining == 0
+    assert [d.value for d in tracked.deductions or []] == [5]
