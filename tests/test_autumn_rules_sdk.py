@@ -87,3 +87,22 @@ def test_cap_stops_at_zero_only_the_balances_without_overage(autumn: Autumn, cus
     )
     assert tracked.balance is not None and tracked.balance.remaining == 0
     assert [d.value for d in tracked.deductions or []] == [5]
+
+
+# --- 4. overflow debt lands on the first balance in deduction order -------------------------
+
+
+def test_overflow_debt_lands_on_the_resetting_balance(autumn: Autumn, customer: str) -> None:
+    autumn.balances.create(customer_id=customer, feature_id="api_calls", included_grant=100)
+    autumn.balances.create(
+        customer_id=customer, feature_id="api_calls", included_grant=10, reset={"interval": "day"}
+    )
+    tracked = autumn.track(
+        customer_id=customer, feature_id="api_calls", value=130, overage_behavior="overflow"
+    )
+    assert tracked.balance is not None and tracked.balance.remaining == -20
+    by_interval = {
+        (b.reset.interval if b.reset else "one_off"): b.remaining
+        for b in autumn.balances.list(customer_id=customer).list
+    }
+    assert by_interval == {"day": -20, "one_off": 0}

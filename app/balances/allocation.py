@@ -33,7 +33,7 @@ _NEVER = datetime.max.replace(tzinfo=None)
 
 class OverageBehavior(enum.StrEnum):
     CAP = "cap"  # deduct only what fits (a balance with overage_allowed takes the rest)
-    OVERFLOW = "overflow"  # deduct all; remaining may go negative
+    OVERFLOW = "overflow"  # deduct all; the first balance in order takes what is missing
     REJECT = "reject"  # deduct all or nothing (409 insufficient_balance)
 
 
@@ -53,10 +53,13 @@ def plan_deduction(
     """Split ``value`` over ``ordered`` balances: ``[(balance, amount)]``, amounts non-zero.
 
     Each balance first gives what it has left (an unlimited one gives everything). What no
-    balance has left goes to the first balance that allows overage, whatever the behavior (as
-    in Autumn, ``cap`` stops at zero only balances without overage); failing that,
-    ``overflow`` puts it on the last balance, ``reject`` refuses the whole deduction and
-    ``cap`` (also the default, ``None``) drops it.
+    balance has left (Autumn's second pass) goes whole to one balance:
+
+    - ``overflow``: the first balance in order (the resetting, shortest-period one), whose
+      debt the next reset clears;
+    - otherwise the first balance that allows overage, whatever the behavior (as in Autumn,
+      ``cap`` stops at zero only balances without overage); failing that, ``reject`` refuses
+      the whole deduction and ``cap`` (also the default, ``None``) drops it.
     """
     if value < 0:
         return _plan_give_back(ordered, -value)
@@ -70,9 +73,10 @@ def plan_deduction(
             plan[balance.id] = take
             left -= take
     if left > 0:
-        target = next((b for b in ordered if b.overage_allowed), None)
-        if target is None and behavior is OverageBehavior.OVERFLOW and ordered:
-            target = ordered[-1]
+        if behavior is OverageBehavior.OVERFLOW:
+            target = ordered[0] if ordered else None
+        else:
+            target = next((b for b in ordered if b.overage_allowed), None)
         if target is not None:
             plan[target.id] = plan.get(target.id, ZERO) + left
         elif behavior is OverageBehavior.REJECT:

@@ -2,13 +2,18 @@
 
 - ``cap`` (the default) stops at zero only the balances without overage: a balance with
   ``overage_allowed`` takes the excess whatever the behaviour.
+- ``overflow`` puts the debt on the first balance in deduction order (the resetting,
+  shortest-period one), so the next reset clears it.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from app.core.clock import FrozenClock
+from tests.conftest import START
 from tests.helpers import Api
 
 D = Decimal
@@ -57,3 +62,40 @@ async def test_cap_without_any_overage_still_drops_the_excess(api: Api) -> None:
     await api.create(included_grant=5)
     result = await track(api, value=8, overage_behavior="cap")
     assert result["deducted"] == 5 and result["balance"]["remaining"] == 0
+
+
+# --- overflow: the debt lands on the first balance in deduction order ------------------------
+
+
+async def test_overflow_debt_lands_on_the_resetting_balance_not_the_one_off(api: Api) -> None:
+    one_off = await api.create(included_grant=100)
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    result = await track(api, value=130, overage_behavior="overflow")
+    assert by_id(result) == {monthly["id"]: 30, one_off["id"]: 100}
+    listed = await api.ok("balances.list", {"customer_id": "cus_1"})
+    remaining = {b["id"]: b["remaining"] for b in listed["list"]}
+    assert remaining == {monthly["id"]: -20, one_off["id"]: 0}
+    assert api.invariant_violations() == []
+
+
+async def test_overflow_debt_is_cleared_by_the_next_reset(api: Api, clock: FrozenClock) -> None:
+    one_off = await api.create(included_grant=5)
+    daily = await api.create(included_grant=5, reset={"interval": "day"})
+    await track(api, value=14, overage_behavior="overflow")
+    clock.set(START + timedelta(days=1, minutes=1))
+    listed = await api.ok("balances.list", {"customer_id": "cus_1"})
+    remaining = {b["id"]: b["remaining"] for b in listed["list"]}
+    # The daily balance carried the debt of 4 and reset to its grant; the one_off one was
+    # only used down to zero, never beyond.
+    assert remaining == {daily["id"]: 5, one_off["id"]: 0}
+
+
+async def test_overflow_prefers_the_first_balance_to_one_that_allows_overage(api: Api) -> None:
+    daily = await api.create(included_grant=5, reset={"interval": "day"})
+    flexible = await api.create(included_grant=5, overage_allowed=True)
+    # Under overflow every balance may go negative (Autumn's second pass), so the first one
+    # in order takes the excess; without overflow the balance that allows overage does.
+    result = await track(api, value=14, overage_behavior="overflow")
+    assert by_id(result) == {daily["id"]: 9, flexible["id"]: 5}
+    result = await track(api, value=2)
+    assert by_id(result) == {flexible["id"]: 2}

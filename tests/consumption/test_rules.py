@@ -249,6 +249,41 @@ def test_deduction_order_is_respected(
 
 
 @EXAMPLES
+@given(FEATURES, VALUES, BEHAVIORS)
+def test_what_no_balance_has_goes_where_autumn_puts_it(
+    rows: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None
+) -> None:
+    """What the balances have not left goes whole to one balance: under ``overflow`` the first
+    in deduction order (the resetting one, whose debt the next reset clears), otherwise the
+    first that allows overage, cap included; with neither, cap drops it. An unlimited balance
+    leaves nothing over."""
+    if value <= 0:
+        return
+    work = deepcopy(rows)
+    try:
+        plan, _ = track(work, value, behavior, NOW)
+    except InsufficientBalance:
+        return
+    amounts = {row.id: amount for row, amount in plan}
+    ordered = deduction_order(rows)
+    beyond = {
+        row.id: amounts.get(row.id, ZERO) - max(row.remaining, ZERO)
+        for row in ordered
+        if not row.unlimited and amounts.get(row.id, ZERO) > max(row.remaining, ZERO)
+    }
+    excess = value - available(rows)
+    if any(row.unlimited for row in rows) or excess <= 0:
+        assert beyond == {}
+    elif behavior is OverageBehavior.OVERFLOW:
+        assert beyond == {ordered[0].id: excess}
+    elif any(row.overage_allowed for row in rows):
+        first = next(row for row in ordered if row.overage_allowed)
+        assert beyond == {first.id: excess}
+    else:
+        assert beyond == {}
+
+
+@EXAMPLES
 @given(FEATURES, GIVE_BACKS, BEHAVIORS)
 def test_giving_back_never_takes_usage_below_zero(
     rows: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None

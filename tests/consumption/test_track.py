@@ -56,7 +56,8 @@ async def test_track_overflow_takes_remaining_below_zero(api: Api) -> None:
     daily = await api.create(included_grant=5, reset={"interval": "day"})
     one_off = await api.create(included_grant=5)
     result = await track(api, value=14, overage_behavior="overflow")
-    assert by_id(result) == {daily["id"]: 5, one_off["id"]: 9}
+    # The debt lands on the first balance in deduction order (Autumn): the daily one.
+    assert by_id(result) == {daily["id"]: 9, one_off["id"]: 5}
     assert result["balance"]["remaining"] == -4
 
 
