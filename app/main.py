@@ -25,6 +25,7 @@ from app.history.endpoints import router as history_router
 from app.idempotency.purge import purge_forever
 from app.ledger.table import LedgerTable
 from app.reservations.endpoints import router as reservations_router
+from app.reservations.reads import as_released
 from app.reservations.table import ReservationsTable
 from app.sweeper import Sweeper
 
@@ -95,6 +96,8 @@ def create_app(
     )
     app.state.schema_head = head_revision()
     app.state.authenticator = Authenticator(settings.auth_cache_seconds)
+    # Reads of balances show what the packages above them hold (see app.balances.reads).
+    app.state.balance_read_views = (as_released,)
 
     install_problem_handlers(app)
     document_problems(

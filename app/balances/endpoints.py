@@ -89,6 +89,7 @@ async def list_balances(
     conn: ConnectionDep,
     clock: ClockDep,
     _: ReadKey,
+    request: Request,
 ) -> Response:
     """List balances matching the filters, in a stable order, one page at a time.
 
@@ -98,6 +99,9 @@ async def list_balances(
     """
     now = clock.now()
     rows, next_cursor = await reads.list_page(conn, params, now)
+    views: tuple[reads.ReadView, ...] = getattr(request.app.state, "balance_read_views", ())
+    for view in views:
+        rows = await view(conn, rows, now)
     response = ListBalancesResponse(
         list=[Balance.of(row, now) for row in rows],
         has_more=next_cursor is not None,

@@ -1,5 +1,6 @@
 """Reads of balances: one statement each, no locks; due resets are applied when shown."""
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -8,6 +9,11 @@ from app.balances import repository
 from app.balances.rows import BalanceRow
 from app.balances.schemas import ListBalancesParams
 from app.core.cursor import decode_cursor, encode_cursor
+
+ReadView = Callable[[AsyncConnection, list[BalanceRow], datetime], Awaitable[list[BalanceRow]]]
+"""What a package above balances changes in how rows read (reservations: expired locks given
+back). Balances imports nothing above it, so ``app.main`` wires these into
+``app.state.balance_read_views``; the list applies each to the rows it shows."""
 
 
 async def list_page(

@@ -1,7 +1,8 @@
 """The write commands of metering and gating: ``track``, and ``check`` that uses or reserves.
 
-Each locks every balance of the feature and its expired reservations, brings them up to date,
-then applies its rule (see ``consumption.rules``, ``reservations.rules``).
+Each locks every balance the request draws on (an entity's own and its customer's) and the
+feature's expired reservations, brings them up to date, then applies its rule (see
+``consumption.rules``, ``reservations.rules``).
 """
 
 from collections.abc import Hashable, Mapping, Sequence
@@ -30,22 +31,24 @@ from app.core.errors import InvalidRequest
 from app.core.json import render_reply
 from app.core.reply import Reply
 from app.reservations import rules as reservations
-from app.reservations.rows import ActiveLocks, LockKey, LockRow
+from app.reservations.rows import ActiveLocks, LockKey, LockRow, customer_level, draws_on
 from app.reservations.table import TABLE as LOCKS
 from app.reservations.table import LockedReservations
 
 
 def current_feature(
-    states: Mapping[str, Any], scope: ScopeKey, now: datetime, *, live_only: bool = True
+    states: Mapping[str, Any], scope: ScopeKey, now: datetime
 ) -> tuple[list[BalanceRow], Change, list[LockRow]]:
-    """The feature's balances as they are now (due resets persisted, expired reservations
-    given back, which is kept at once in the batch's reservations), and the change to keep."""
+    """The live balances ``scope`` draws on as they are now (due resets persisted, the expired
+    reservations this command may give back given back, which is kept at once in the batch's
+    reservations), and the change to keep."""
     balances: LockedBalances = states[BALANCES]
     locks: LockedReservations = states[LOCKS]
-    rows = balances.scope(scope)
-    if live_only:
-        rows = [row for row in rows if not row.is_expired(now)]
-    current, settled, entries = reservations.bring_up_to_date(rows, locks.active_in(scope), now)
+    scopes = draws_on(scope)
+    held = [row for drawn in scopes for row in balances.scope(drawn)]
+    expired = reservations.releasable(locks.active_of(scope), held, scopes, now)
+    rows = [row for row in held if not row.is_expired(now)]
+    current, settled, entries = reservations.bring_up_to_date(rows, expired, now)
     return current, Change(saved=current, entries=entries), settled
 
 
@@ -62,7 +65,39 @@ def keep_feature(
 
 
 def feature_wants(scope: ScopeKey, now: datetime) -> dict[str, list[Hashable]]:
-    return {BALANCES: [scope], LOCKS: [ActiveLocks(scope, now)]}
+    """Every balance ``scope`` draws on, and every expired reservation of the feature (an
+    entity's may hold its customer's balances)."""
+    return {BALANCES: list(draws_on(scope)), LOCKS: [ActiveLocks(customer_level(scope), now)]}
+
+
+def track(states: Mapping[str, Any], p: TrackParams, envelope: Envelope) -> TrackResponse:
+    """Apply one track to the batch's rows; raises a ``DomainError`` having kept nothing."""
+    now = envelope.now
+    if p.timestamp is not None and p.timestamp > now:
+        raise InvalidRequest("timestamp must not be in the future.", "timestamp")
+    current, change, settled = current_feature(states, _scope(p), now)
+    if not current:
+        who = f"entity '{p.entity_id}' nor for the customer" if p.entity_id else "the customer"
+        raise BalanceNotFound(
+            f"Customer '{p.customer_id}' has no live balance of feature '{p.feature_id}' for {who}."
+        )
+    deductions, entries = rules.track(current, p.value, p.overage_behavior, now)
+    change.entries += entries
+    response = TrackResponse(
+        customer_id=p.customer_id,
+        feature_id=p.feature_id,
+        entity_id=p.entity_id,
+        value=p.value,
+        deducted=sum((amount for _, amount in deductions), rules.ZERO),
+        balance=FeatureBalance.of(p.feature_id, current, now),
+        deductions=[Deduction.of(row, amount, now) for row, amount in deductions],
+    )
+    keep_feature(states, change, settled, envelope)  # last: nothing above kept anything
+    return response
+
+
+def _scope(p: TrackParams | CheckParams) -> ScopeKey:
+    return ScopeKey(p.customer_id, p.feature_id, p.entity_id)
 
 
 @dataclass(slots=True)
@@ -74,42 +109,17 @@ class Track(Enveloped):
     def partition(self) -> str:
         return self.params.customer_id
 
-    @property
-    def scope(self) -> ScopeKey:
-        return ScopeKey(self.params.customer_id, self.params.feature_id, self.params.entity_id)
-
     def wants(self) -> Mapping[str, Sequence[Hashable]]:
-        return feature_wants(self.scope, self.now)
+        return feature_wants(_scope(self.params), self.now)
 
     def apply(self, states: Mapping[str, Any]) -> Reply:
-        p, now = self.params, self.now
-        if p.timestamp is not None and p.timestamp > now:
-            raise InvalidRequest("timestamp must not be in the future.", "timestamp")
-        current, change, settled = current_feature(states, self.scope, now)
-        if not current:
-            who = f"entity '{p.entity_id}'" if p.entity_id else "the customer"
-            raise BalanceNotFound(
-                f"Customer '{p.customer_id}' has no live balance of feature "
-                f"'{p.feature_id}' for {who}."
-            )
-        deductions, entries = rules.track(current, p.value, p.overage_behavior, now)
-        change.entries += entries
-        keep_feature(states, change, settled, self.envelope)
-        response = TrackResponse(
-            customer_id=p.customer_id,
-            feature_id=p.feature_id,
-            entity_id=p.entity_id,
-            value=p.value,
-            deducted=sum((amount for _, amount in deductions), rules.ZERO),
-            balance=FeatureBalance.of(p.feature_id, current, now),
-            deductions=[Deduction.of(row, amount, now) for row, amount in deductions],
-        )
-        return render_reply(response)
+        return render_reply(track(states, self.params, self.envelope))
 
 
 @dataclass(slots=True)
 class CheckAndChange(Enveloped):
-    """``check`` with ``send_event`` (use when allowed) or with ``lock`` (reserve)."""
+    """``check`` with ``send_event`` (use when allowed) or with ``lock`` (reserve; with
+    ``send_event`` too, the same single reservation)."""
 
     params: CheckParams
     envelope: Envelope
@@ -118,24 +128,24 @@ class CheckAndChange(Enveloped):
     def partition(self) -> str:
         return self.params.customer_id
 
-    @property
-    def scope(self) -> ScopeKey:
-        return ScopeKey(self.params.customer_id, self.params.feature_id, self.params.entity_id)
-
     def wants(self) -> Mapping[str, Sequence[Hashable]]:
-        wants = feature_wants(self.scope, self.now)
+        wants = feature_wants(_scope(self.params), self.now)
         if self.params.lock is not None:
             wants[LOCKS].append(LockKey(self.params.customer_id, self.params.lock.lock_id))
         return wants
 
     def apply(self, states: Mapping[str, Any]) -> Reply:
         p, now = self.params, self.now
-        current, change, locks = current_feature(states, self.scope, now)
+        if p.lock is not None:  # refused whether or not the lock would be taken
+            reservations.check_expiry(p.lock.expires_at, now)
+        current, change, locks = current_feature(states, _scope(p), now)
         lock = None
         if p.lock is None:
             allowed, entries = rules.check_and_use(current, p.required_balance, now)
             change.entries += entries
         else:
+            # The reservation is the event: with send_event too, the units are held once (ledger
+            # `lock`), and finalize confirms or releases them.
             behavior = p.lock.overage_behavior or OverageBehavior.REJECT
             allowed = bool(current) and (
                 behavior is not OverageBehavior.REJECT
@@ -146,7 +156,7 @@ class CheckAndChange(Enveloped):
                 lock, entries = reservations.reserve(
                     current,
                     reserved.get(LockKey(p.customer_id, p.lock.lock_id)),
-                    scope=self.scope,
+                    scope=_scope(p),
                     lock_id=p.lock.lock_id,
                     amount=p.required_balance,
                     behavior=behavior,

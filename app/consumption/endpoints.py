@@ -20,9 +20,10 @@ from app.consumption.schemas import (
 )
 from app.core.database import reading
 from app.core.dependencies import problem_responses
-from app.core.errors import InvalidRequest
 from app.core.json import ExactJSONRoute, render
 from app.idempotency.dependencies import EnvelopeDep
+from app.reservations.reads import as_released
+from app.reservations.rows import draws_on
 
 router = APIRouter(prefix="/v1", tags=["balances"], route_class=ExactJSONRoute)
 
@@ -38,6 +39,7 @@ _CHECK_EXAMPLES: dict[str, Any] = {
             "customer_id": "cus_123",
             "feature_id": "ai_tokens",
             "required_balance": 1000,
+            "send_event": True,
             "lock": {"lock_id": "job_81", "enabled": True},
         },
     },
@@ -71,24 +73,24 @@ async def check(
     """Whether the customer may use `required_balance` (default 1) of a feature.
 
     `allowed` is true when a balance is unlimited, the feature's total remaining covers it, or a
-    balance allows overage. Changes nothing, unless:
+    balance allows overage. With `entity_id`, the entity's own balances and its customer's
+    count. Changes nothing, unless:
     - `send_event: true`: an allowed check also deducts `required_balance` (all or nothing), in
       the same locked transaction, so check-then-use cannot overshoot;
-    - `lock`: an allowed check reserves `required_balance` until `balances.finalize` or
-      `lock.expires_at` (ledger `lock`).
+    - `lock` (with or without `send_event`): an allowed check reserves `required_balance` until
+      `balances.finalize` or `lock.expires_at` (at most 24 hours ahead), one ledger `lock`.
     """
-    if params.send_event and params.lock is not None:
-        raise InvalidRequest(
-            "Give send_event or lock, not both: a lock is settled later.", "send_event", "lock"
-        )
     if params.send_event or params.lock is not None:
         authorize(principal, Scope.WRITE)  # it changes balances
         return await submit(request, CheckAndChange(params, envelope))
-    # A pure read: no row locks; the reset state is computed on the fly.
+    # A pure read: no row locks; due resets and expired locks are applied on the fly.
     now = envelope.now
     scope = ScopeKey(params.customer_id, params.feature_id, params.entity_id)
     async with reading(request) as conn:
-        rows = await balances.find_live(conn, scope, now)
+        rows = [
+            row for drawn in draws_on(scope) for row in await balances.find_live(conn, drawn, now)
+        ]
+        rows = await as_released(conn, rows, now)
     response = CheckResponse(
         allowed=is_allowed(rows, params.required_balance, now),
         customer_id=params.customer_id,
@@ -116,7 +118,8 @@ async def track(
 ) -> Response:
     """Deduct `value` across the feature's live balances, in one locked transaction.
 
-    Order: shortest reset interval first, `one_off` last, then earliest expiry, then oldest.
+    With `entity_id`: the entity's own balances first, then its customer's. Within each:
+    shortest reset interval first, `one_off` last, then earliest expiry, then oldest.
     `overage_behavior`: `cap` (default) deducts what fits; `overflow` deducts all (remaining may
     go negative); `reject` deducts all or nothing (`409 insufficient_balance`). Balances with
     `overage_allowed` take what the others cannot. A negative `value` gives back, in reverse

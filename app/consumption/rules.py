@@ -3,17 +3,21 @@
 Every decision is taken on the feature as it is *now*: due resets persisted, expired
 reservations given back (``reservations.rules.bring_up_to_date``) — so "check then use" and
 concurrent tracks see one consistent total and can never overshoot it.
+
+``balances`` are every live balance the request draws on: for an entity, its own and then its
+customer's (``reservations.rules.draw_order``); the feature balance is their sum.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from app.balances.allocation import OverageBehavior, apply_usage, deduction_order, plan_deduction
+from app.balances.allocation import OverageBehavior, apply_usage, plan_deduction
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow
 from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
+from app.reservations.rules import draw_order
 
 ZERO = Decimal(0)
 
@@ -34,8 +38,9 @@ def track(
     balances: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None, now: datetime
 ) -> tuple[list[tuple[BalanceRow, Decimal]], list[Entry]]:
     """Deduct ``value`` (negative gives back) across ``balances``, the caller's up-to-date
-    copies, in deduction order; returns the deductions and their ``track`` entries."""
-    plan = plan_deduction(deduction_order(balances), value, behavior)
+    copies, in draw order (an entity's own first, then its customer's, each in deduction
+    order); returns the deductions and their ``track`` entries."""
+    plan = plan_deduction(draw_order(balances), value, behavior)
     return plan, apply_usage(plan, EntryKind.TRACK, now)
 
 

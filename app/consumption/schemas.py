@@ -18,7 +18,9 @@ class LockParams(RequestSchema):
     lock_id: ExternalId = Field(description="Unique per customer; pass it to balances.finalize.")
     enabled: Literal[True] = True
     expires_at: EpochMillis | None = Field(
-        default=None, description="Released automatically after this time."
+        default=None,
+        description="Released automatically at this time (reads show it released from then "
+        "on). In the future, and at most 24 hours ahead.",
     )
     overage_behavior: OverageBehavior | None = Field(
         default=None,
@@ -31,11 +33,15 @@ class CheckParams(RequestSchema):
     customer_id: ExternalId
     feature_id: ExternalId
     entity_id: ExternalId | None = Field(
-        default=None, description="The entity's balances; absent: the customer-level ones."
+        default=None,
+        description="The entity's own balances, then its customer's; absent: the "
+        "customer-level ones.",
     )
     required_balance: Quantity = Field(default=1, ge=0, validate_default=True)
     send_event: StrictBool | None = Field(
-        default=None, description="When allowed, also deduct `required_balance` (all or nothing)."
+        default=None,
+        description="When allowed, also deduct `required_balance` (all or nothing). With "
+        "`lock`: the reservation is the event (held once, settled by finalize).",
     )
     lock: LockParams | None = Field(default=None, description="Reserve `required_balance`.")
     properties: dict[str, Any] | None = Field(default=None, description="Accepted; not stored.")
@@ -45,7 +51,9 @@ class CheckParams(RequestSchema):
 class TrackParams(RequestSchema):
     customer_id: ExternalId
     feature_id: ExternalId
-    entity_id: ExternalId | None = None
+    entity_id: ExternalId | None = Field(
+        default=None, description="The entity's own balances first, then its customer's."
+    )
     value: Quantity = Field(default=1, validate_default=True, description="Negative gives back.")
     overage_behavior: OverageBehavior | None = Field(
         default=None,

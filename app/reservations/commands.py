@@ -19,7 +19,7 @@ from app.core.schemas import SuccessResponse
 from app.reservations import rules
 from app.reservations.errors import LockNotActive, LockNotFound
 from app.reservations.models import LockStatus
-from app.reservations.rows import ActiveLocks, LockRow
+from app.reservations.rows import ActiveLocks, LockRow, draws_on
 from app.reservations.schemas import FinalizeLockParams
 from app.reservations.table import TABLE as LOCKS
 from app.reservations.table import LockedReservations
@@ -39,8 +39,9 @@ class Finalize(Enveloped):
         return self.found.customer_id
 
     def wants(self) -> Mapping[str, Sequence[Hashable]]:
-        # Balances first, then the lock row: the service-wide lock order.
-        return {BALANCES: [self.found.scope], LOCKS: [self.found.key]}
+        # Balances first, then the lock row: the service-wide lock order. An entity's lock may
+        # hold its customer's balances too.
+        return {BALANCES: draws_on(self.found.scope), LOCKS: [self.found.key]}
 
     def apply(self, states: Mapping[str, Any]) -> Reply:
         now = self.now
@@ -49,9 +50,10 @@ class Finalize(Enveloped):
         if lock is None:  # cannot happen: locks are never deleted
             raise LockNotFound(f"There is no lock '{self.found.lock_id}'.")
         balances: LockedBalances = states[BALANCES]
-        # Every balance of the feature, expired ones too: a reservation is given back to the
-        # balance it was taken from.
-        current, _, entries = rules.bring_up_to_date(balances.scope(lock.scope), [], now)
+        # Every balance the lock's scope draws on, expired ones too: a reservation is given
+        # back to the balance it was taken from.
+        rows = [row for scope in draws_on(lock.scope) for row in balances.scope(scope)]
+        current, _, entries = rules.bring_up_to_date(rows, [], now)
         settled, settling = rules.finalize(
             lock, current, self.params.action, self.params.override_value, now
         )
@@ -67,7 +69,8 @@ class Finalize(Enveloped):
 
 @dataclass(slots=True)
 class ExpireLocks(Enveloped):
-    """Give back the expired reservations of one feature (the sweeper's command)."""
+    """Give back the expired reservations of one scope (the sweeper's command), holding every
+    balance the scope draws on."""
 
     scope: ScopeKey
     envelope: Envelope
@@ -77,14 +80,16 @@ class ExpireLocks(Enveloped):
         return self.scope.customer_id
 
     def wants(self) -> Mapping[str, Sequence[Hashable]]:
-        return {BALANCES: [self.scope], LOCKS: [ActiveLocks(self.scope, self.now)]}
+        scopes = draws_on(self.scope)
+        return {BALANCES: scopes, LOCKS: [ActiveLocks(scope, self.now) for scope in scopes]}
 
     def apply(self, states: Mapping[str, Any]) -> Reply:
         balances: LockedBalances = states[BALANCES]
         locks: LockedReservations = states[LOCKS]
-        current, settled, entries = rules.bring_up_to_date(
-            balances.scope(self.scope), locks.active_in(self.scope), self.now
-        )
+        scopes = draws_on(self.scope)
+        rows = [row for scope in scopes for row in balances.scope(scope)]
+        expired = rules.releasable(locks.active_of(self.scope), rows, scopes, self.now)
+        current, settled, entries = rules.bring_up_to_date(rows, expired, self.now)
         keep(states, Change(saved=current, entries=entries), self.envelope.context)
         locks.save(settled)
         return render_reply(ExpiredLocks(expired=len(settled)))

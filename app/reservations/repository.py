@@ -18,7 +18,8 @@ _COLUMNS = ", ".join(f"l.{name}" for name in LOCK_COLUMNS)
 _NULLS = ", ".join("NULL" for _ in LOCK_COLUMNS[2:])
 
 # As for balances: wanted rows by snapshot, the ones locked, and (SKIP LOCKED) those held
-# elsewhere. A scope's active locks are wanted only when past the expiry horizon given.
+# elsewhere. A scope's active locks are wanted only when past the expiry horizon given; a
+# customer-level scope (entity NULL) wants its entities' too (they may hold its balances).
 _LOCK = f"""
 WITH wanted AS (
     SELECT l.customer_id, l.lock_id FROM balance_locks l
@@ -28,7 +29,7 @@ WITH wanted AS (
     SELECT l.customer_id, l.lock_id FROM balance_locks l
     JOIN unnest(%s::text[], %s::text[], %s::text[]) AS s(customer_id, feature_id, entity_id)
       ON l.customer_id = s.customer_id AND l.feature_id = s.feature_id
-     AND l.entity_id IS NOT DISTINCT FROM s.entity_id
+     AND (s.entity_id IS NULL OR l.entity_id = s.entity_id)
     WHERE l.status = 'active' AND l.expires_at <= %s
 ), locked AS (
     SELECT {_COLUMNS} FROM balance_locks l
@@ -114,6 +115,23 @@ async def get(conn: AsyncConnection, key: LockKey) -> LockRow | None:
     )
     row: Any = (await conn.exec_driver_sql(statement, (key.customer_id, key.lock_id))).first()
     return LockRow(*row) if row else None
+
+
+async def find_expired_of(
+    conn: AsyncConnection, features: Sequence[tuple[str, str]], now: datetime
+) -> list[LockRow]:
+    """The active locks past their expiry of these (customer, feature) pairs, every entity's,
+    read without locks (reads show them given back)."""
+    if not features:
+        return []
+    statement = f"""SELECT {_COLUMNS} FROM balance_locks l
+        JOIN unnest(%s::text[], %s::text[]) AS f(customer_id, feature_id)
+          ON l.customer_id = f.customer_id AND l.feature_id = f.feature_id
+        WHERE l.status = 'active' AND l.expires_at <= %s
+        ORDER BY l.customer_id, l.lock_id"""
+    parameters = ([f[0] for f in features], [f[1] for f in features], now)
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, parameters)).all()
+    return [LockRow(*row) for row in result]
 
 
 async def find_expired(conn: AsyncConnection, now: datetime, limit: int) -> list[LockRow]:

@@ -46,7 +46,21 @@ class LockKey:
 
 @dataclass(frozen=True, slots=True)
 class ActiveLocks:
-    """The active reservations of one scope expired by ``expired_by`` (to give them back)."""
+    """The active reservations of one scope expired by ``expired_by`` (to give them back). For
+    a customer-level scope (``entity_id`` None): those of every entity of the feature too, since
+    an entity's lock may hold units of its customer's balances."""
 
     scope: ScopeKey
     expired_by: datetime
+
+
+def customer_level(scope: ScopeKey) -> ScopeKey:
+    return ScopeKey(scope.customer_id, scope.feature_id, None)
+
+
+def draws_on(scope: ScopeKey) -> list[ScopeKey]:
+    """The scopes a request for ``scope`` uses: an entity's own balances, then its customer's
+    (entity_id None) as a fallback pool; a customer-level request, its own."""
+    if scope.entity_id is None:
+        return [scope]
+    return [scope, customer_level(scope)]

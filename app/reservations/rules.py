@@ -5,10 +5,15 @@ the same units twice. ``confirm`` keeps it (or moves it to ``override_value``), 
 gives it back, and a lock past ``expires_at`` is given back automatically. Each lock item
 remembers the reset period it was taken in: a give-back never lands in a later period, whose
 usage was already cleared by the reset.
+
+An entity draws on its own balances first, then on its customer's (``draw_order``), so an
+entity's lock may hold units of customer-level balances: whoever gives it back must hold those
+rows too (``releasable``).
 """
 
+from collections.abc import Iterable, Sequence
 from copy import copy
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from app.balances.allocation import OverageBehavior, apply_usage, deduction_order, plan_deduction
@@ -19,10 +24,30 @@ from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
 from app.reservations.errors import LockExists, LockNotActive
 from app.reservations.models import LockStatus
-from app.reservations.rows import LockRow
+from app.reservations.rows import LockRow, draws_on
 from app.reservations.schemas import FinalizeAction
 
 ZERO = Decimal(0)
+# Autumn refuses a lock whose expires_at is more than a day ahead.
+LONGEST_LOCK = timedelta(hours=24)
+
+
+def draw_order(balances: Sequence[BalanceRow]) -> list[BalanceRow]:
+    """The order a request uses ``balances`` in: an entity's own balances first, then the
+    customer-level ones (its fallback pool), each group in the deduction order."""
+    own = [row for row in balances if row.entity_id is not None]
+    pool = [row for row in balances if row.entity_id is None]
+    return deduction_order(own) + deduction_order(pool)
+
+
+def check_expiry(expires_at: datetime | None, now: datetime) -> None:
+    """A lock's ``expires_at``: in the future, and at most ``LONGEST_LOCK`` ahead."""
+    if expires_at is None:
+        return
+    if expires_at <= now:
+        raise InvalidRequest("lock.expires_at must be in the future.", "lock.expires_at")
+    if expires_at > now + LONGEST_LOCK:
+        raise InvalidRequest("lock.expires_at must be at most 24 hours ahead.", "lock.expires_at")
 
 
 def reserve(
@@ -36,13 +61,12 @@ def reserve(
     expires_at: datetime | None,
     now: datetime,
 ) -> tuple[LockRow, list[Entry]]:
-    """Deduct ``amount`` from ``balances`` (the caller's up-to-date copies) and the lock row
-    that holds it."""
-    if expires_at is not None and expires_at <= now:
-        raise InvalidRequest("lock.expires_at must be in the future.", "lock.expires_at")
+    """Deduct ``amount`` from ``balances`` (the caller's up-to-date copies of every balance the
+    scope draws on) and the lock row that holds it."""
+    check_expiry(expires_at, now)
     if existing is not None:
         raise LockExists(f"Customer '{scope.customer_id}' already has a lock '{lock_id}'.")
-    plan = plan_deduction(deduction_order(balances), amount, behavior)
+    plan = plan_deduction(draw_order(balances), amount, behavior)
     lock = LockRow(
         customer_id=scope.customer_id,
         lock_id=lock_id,
@@ -60,6 +84,52 @@ def reserve(
         finalized_at=None,
     )
     return lock, apply_usage(plan, EntryKind.LOCK, now)
+
+
+def releasable(
+    locks: Iterable[LockRow],
+    balances: Iterable[BalanceRow],
+    held: Iterable[ScopeKey],
+    now: datetime,
+) -> list[LockRow]:
+    """The active locks past expiry that a command may give back, holding every balance of the
+    scopes ``held`` (``balances``: those rows): a lock whose own scopes it holds (a balance it
+    lacks is then gone), or whose every item is on a balance it holds. Any other waits for a
+    command that holds them (its entity's next write, its finalize, the sweeper)."""
+    ids = {row.id for row in balances}
+    scopes = set(held)
+    found = [
+        lock
+        for lock in locks
+        if lock.status == LockStatus.ACTIVE
+        and lock.is_expired(now)
+        and (
+            set(draws_on(lock.scope)) <= scopes
+            or all(item["balance_id"] in ids for item in lock.items)
+        )
+    ]
+    return sorted(found, key=lambda lock: lock.lock_id)
+
+
+def view_released(
+    balances: list[BalanceRow], locks: list[LockRow], now: datetime
+) -> list[BalanceRow]:
+    """What a read shows: ``balances`` with the expired active ``locks`` given back as the next
+    write will give them back (``give_back``, per reset period), without writing anything.
+
+    Only ``usage`` differs from the stored row (no version moves); a balance whose reset is due
+    is shown as stored, for ``state_at`` to show the reset (the lock's period is then gone).
+    """
+    current, _, _ = bring_up_to_date(balances, locks, now)
+    shown = []
+    for stored, updated in zip(balances, current, strict=True):
+        if updated.reset_count != stored.reset_count or updated.usage == stored.usage:
+            shown.append(stored)
+        else:
+            row = copy(stored)
+            row.usage = updated.usage
+            shown.append(row)
+    return shown
 
 
 def expire(
@@ -102,7 +172,7 @@ def finalize(
     if difference > 0:
         live = [row for row in balances if not row.is_expired(now)]
         behavior = OverageBehavior(lock.overage_behavior)
-        plan = plan_deduction(deduction_order(live), difference, behavior)
+        plan = plan_deduction(draw_order(live), difference, behavior)
         return settled, apply_usage(plan, EntryKind.CONFIRM, now)
     by_id = {row.id: row for row in balances}
     held = [by_id[item["balance_id"]] for item in lock.items if item["balance_id"] in by_id]

@@ -21,9 +21,16 @@ class LockedReservations:
     def get(self, key: LockKey) -> LockRow | None:
         return self.rows.get(key)
 
-    def active_in(self, scope: ScopeKey) -> list[LockRow]:
+    def active_of(self, scope: ScopeKey) -> list[LockRow]:
+        """The locked active reservations of the scope's feature, every entity's."""
         return sorted(
-            (r for r in self.rows.values() if r.scope == scope and r.status == "active"),
+            (
+                r
+                for r in self.rows.values()
+                if r.customer_id == scope.customer_id
+                and r.feature_id == scope.feature_id
+                and r.status == "active"
+            ),
             key=lambda r: r.lock_id,
         )
 

@@ -196,3 +196,59 @@ async def test_finalize_without_customer_is_ambiguous_when_ids_collide(api: Api)
         await api.ok("balances.check", body)
     body = {"lock_id": "shared", "action": "confirm"}
     problem(await api.post("balances.finalize", body), 409, "ambiguous_lock")
+
+
+async def test_list_shows_an_expired_lock_released_without_writing(
+    api: Api, clock: FrozenClock
+) -> None:
+    balance = await api.create(included_grant=10)
+    await api.create(feature_id="other", included_grant=5)
+    await reserve(api, 4, expires_at=to_epoch_ms(START + timedelta(minutes=5)))
+    page = await api.ok("balances.list", {"customer_id": "cus_1", "feature_id": "api_calls"})
+    assert page["list"][0]["remaining"] == 6
+    clock.set(START + timedelta(minutes=5))  # at expires_at, it holds nothing
+    page = await api.ok("balances.list", {"customer_id": "cus_1"})
+    shown = {b["feature_id"]: (b["remaining"], b["usage"], b["version"]) for b in page["list"]}
+    assert shown == {"api_calls": (10, 0, 2), "other": (5, 0, 1)}
+    assert api.ledger_kinds(balance["id"]) == ["create", "lock"]  # nothing written
+    assert (await reserve(api, 10, lock_id="job_2"))["reserved"] == 10  # the write agrees
+    assert api.ledger_kinds(balance["id"]) == ["create", "lock", "release", "lock"]
+
+
+async def test_reads_never_give_an_expired_lock_back_into_a_later_period(
+    api: Api, clock: FrozenClock
+) -> None:
+    daily = await api.create(
+        included_grant=10,
+        reset={"interval": "day"},
+        next_reset_at=to_epoch_ms(START + timedelta(hours=1)),
+    )
+    await reserve(api, 4, expires_at=to_epoch_ms(START + timedelta(hours=2)))
+    clock.set(START + timedelta(hours=1, minutes=1))  # the reset is persisted by this track
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "value": 6}
+    await api.ok("balances.track", body)
+    clock.set(START + timedelta(hours=2, minutes=1))
+    page = await api.ok("balances.list", {"customer_id": "cus_1"})
+    assert (page["list"][0]["remaining"], page["list"][0]["usage"]) == (4, 6)
+    check = {"customer_id": "cus_1", "feature_id": "api_calls", "required_balance": 5}
+    assert (await api.ok("balances.check", check))["allowed"] is False
+    assert api.ledger_kinds(daily["id"]) == ["create", "lock", "reset", "track"]
+
+
+async def test_a_finalize_of_an_entitys_lock_gives_back_to_the_pool(api: Api) -> None:
+    customer_level = await api.create(included_grant=10)
+    own = await api.create(included_grant=1, entity_id="seat_1")
+    body = {
+        "customer_id": "cus_1",
+        "feature_id": "api_calls",
+        "entity_id": "seat_1",
+        "required_balance": 5,
+        "lock": {"lock_id": "job_1", "enabled": True},
+    }
+    assert (await api.ok("balances.check", body))["reserved"] == 5
+    assert (await finalize(api, "release")).status_code == 200
+    assert api.ledger_kinds(own["id"]) == ["create", "lock", "release"]
+    assert api.ledger_kinds(customer_level["id"]) == ["create", "lock", "release"]
+    page = await api.ok("balances.list", {"customer_id": "cus_1"})
+    assert sorted(b["remaining"] for b in page["list"]) == [1, 10]
+    assert api.invariant_violations() == []

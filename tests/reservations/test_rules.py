@@ -17,6 +17,7 @@ from app.balances.allocation import OverageBehavior
 from app.balances.errors import InsufficientBalance
 from app.balances.models import Interval
 from app.balances.periods import boundary
+from app.balances.resets import state_at
 from app.balances.rows import BalanceRow, ScopeKey
 from app.balances.rules import reset_if_due
 from app.consumption.rules import track
@@ -26,7 +27,17 @@ from app.ledger.models import EntryKind
 from app.reservations.errors import LockExists, LockNotActive
 from app.reservations.models import LockStatus
 from app.reservations.rows import LockRow
-from app.reservations.rules import bring_up_to_date, expire, finalize, give_back, reserve
+from app.reservations.rules import (
+    LONGEST_LOCK,
+    bring_up_to_date,
+    draw_order,
+    expire,
+    finalize,
+    give_back,
+    releasable,
+    reserve,
+    view_released,
+)
 from app.reservations.schemas import FinalizeAction
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -53,6 +64,8 @@ CREATED = st.integers(-800, 0).map(lambda d: NOW + timedelta(days=d))
 RESET_COUNTS = st.integers(0, 3)
 VERSIONS = st.integers(1, 20)
 LATER = st.integers(0, 120 * DAY).map(lambda s: timedelta(seconds=s))
+# A lock expires at most a day ahead (reservations.rules.LONGEST_LOCK).
+LIFETIMES = st.integers(0, DAY - 1).map(lambda s: timedelta(seconds=s))
 FRACTIONS = st.integers(0, 999)
 
 
@@ -229,7 +242,7 @@ def test_release_with_an_override_is_refused_and_changes_nothing(
     BEHAVIORS,
     st.none() | LOCK_AMOUNTS | st.integers(-3, 3),
     FRACTIONS,
-    st.none() | LATER,
+    st.none() | LIFETIMES,
 )
 def test_confirm_leaves_exactly_the_confirmed_amount_used(
     rows: list[BalanceRow],
@@ -261,9 +274,9 @@ def test_confirm_leaves_exactly_the_confirmed_amount_used(
     confirmed = lock.amount if override is None else override
     difference = confirmed - lock.amount
     enough = difference <= 0 or any(row.unlimited for row in still_live) or left >= difference
+    # A balance with overage_allowed takes the excess whatever the behavior (cap included).
     overage = bool(still_live) and (
-        behavior is OverageBehavior.OVERFLOW
-        or (behavior is not OverageBehavior.CAP and any(r.overage_allowed for r in still_live))
+        behavior is OverageBehavior.OVERFLOW or any(r.overage_allowed for r in still_live)
     )
     event("confirm: " + ("enough" if enough else "overage" if overage else str(behavior)))
     if not enough and not overage and behavior is OverageBehavior.REJECT:
@@ -291,7 +304,7 @@ def test_confirm_leaves_exactly_the_confirmed_amount_used(
 
 
 @EXAMPLES
-@given(FEATURES, LOCK_AMOUNTS, BEHAVIORS, LATER, LATER)
+@given(FEATURES, LOCK_AMOUNTS, BEHAVIORS, LIFETIMES, LATER)
 def test_an_expired_lock_gives_back_what_it_took_in_periods_not_reset(
     rows: list[BalanceRow],
     amount: Decimal,
@@ -339,7 +352,7 @@ def test_an_expired_lock_gives_back_what_it_took_in_periods_not_reset(
 
 
 @EXAMPLES
-@given(FEATURES, LOCK_AMOUNTS, BEHAVIORS, LATER, st.sampled_from(FinalizeAction))
+@given(FEATURES, LOCK_AMOUNTS, BEHAVIORS, LIFETIMES, st.sampled_from(FinalizeAction))
 def test_finalizing_an_expired_active_lock_settles_it_as_expired(
     rows: list[BalanceRow],
     amount: Decimal,
@@ -564,3 +577,95 @@ def test_releasing_a_lock_after_its_usage_was_given_back_does_not_credit_twice()
     finalize(lock, rows, FinalizeAction.RELEASE, None, NOW)
     assert rows[0].usage >= 0  # got -5
     assert rows[0].remaining <= rows[0].granted  # got 15 of 10 granted
+
+
+# --- reads, expiry limits, entities ----------------------------------------------------------
+
+
+@EXAMPLES
+@given(FEATURES, LOCK_AMOUNTS, BEHAVIORS, LIFETIMES, LATER)
+def test_a_read_shows_an_expired_lock_as_the_next_write_persists_it(
+    rows: list[BalanceRow],
+    amount: Decimal,
+    behavior: OverageBehavior,
+    lifetime: timedelta,
+    wait: timedelta,
+) -> None:
+    work = deepcopy(rows)
+    taken = take_lock(work, amount, behavior, NOW + lifetime + timedelta(milliseconds=1))
+    if taken is None:
+        return
+    lock, _ = taken
+    stored = deepcopy(work)
+    later = NOW + wait
+    shown = view_released(work, [lock], later)
+    written, _, _ = bring_up_to_date(work, [lock], later)
+    assert work == stored  # reads change nothing
+    for row, seen, persisted in zip(work, shown, written, strict=True):
+        assert state_at(seen, later) == state_at(persisted, later)
+        assert seen.version == row.version and seen.reset_count == row.reset_count
+
+
+def test_a_lock_more_than_a_day_ahead_is_refused_and_changes_nothing() -> None:
+    rows = [_row("bal_0")]
+    before = deepcopy(rows)
+    for expires_at in (NOW, NOW + LONGEST_LOCK + timedelta(milliseconds=1)):
+        with pytest.raises(InvalidRequest):
+            reserve(
+                rows,
+                None,
+                scope=SCOPE,
+                lock_id="lock_1",
+                amount=Decimal(1),
+                behavior=OverageBehavior.REJECT,
+                expires_at=expires_at,
+                now=NOW,
+            )
+    assert rows == before
+
+
+def _entity_row(balance_id: str, entity_id: str | None, interval: Interval) -> BalanceRow:
+    row = _row(balance_id)
+    row.entity_id = entity_id
+    row.interval = interval
+    return row
+
+
+def test_an_entity_draws_on_its_own_balances_before_its_customers() -> None:
+    pool_daily = _entity_row("bal_0", None, Interval.DAY)
+    own_one_off = _entity_row("bal_1", "e1", Interval.ONE_OFF)
+    own_daily = _entity_row("bal_2", "e1", Interval.DAY)
+    pool_one_off = _entity_row("bal_3", None, Interval.ONE_OFF)
+    ordered = draw_order([pool_daily, own_one_off, own_daily, pool_one_off])
+    assert [row.id for row in ordered] == ["bal_2", "bal_1", "bal_0", "bal_3"]
+
+
+def test_an_expired_lock_is_given_back_only_by_who_holds_its_balances() -> None:
+    pool = _entity_row("bal_0", None, Interval.ONE_OFF)
+    own = _entity_row("bal_1", "e1", Interval.ONE_OFF)
+    entity_scope = ScopeKey("cus", "feat", "e1")
+    later = NOW + timedelta(hours=2)
+
+    def lock_on(rows: list[BalanceRow], amount: int) -> LockRow:
+        lock, _ = reserve(
+            rows,
+            None,
+            scope=entity_scope,
+            lock_id=f"lock_{amount}",
+            amount=Decimal(amount),
+            behavior=OverageBehavior.REJECT,
+            expires_at=NOW + timedelta(hours=1),
+            now=NOW,
+        )
+        return lock
+
+    on_pool = lock_on([deepcopy(pool)], 4)
+    on_both = lock_on([deepcopy(own), deepcopy(pool)], 12)  # 10 of its own, 2 of the pool
+    assert {item["balance_id"] for item in on_both.items} == {"bal_0", "bal_1"}
+    locks = [on_pool, on_both]
+    # A customer-level command holds the pool only: the lock on it alone is its to give back.
+    assert releasable(locks, [pool], [SCOPE], later) == [on_pool]
+    # The entity's command holds both scopes: a balance it lacks would be gone.
+    assert releasable(locks, [own, pool], [entity_scope, SCOPE], later) == [on_both, on_pool]
+    assert releasable(locks, [], [entity_scope, SCOPE], later) == [on_both, on_pool]
+    assert releasable(locks, [own, pool], [entity_scope, SCOPE], NOW) == []  # not expired
