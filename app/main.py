@@ -103,7 +103,11 @@ def create_app(
     document_problems(
         balances_router, consumption_router, reservations_router, history_router, health_router
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger={"/v1/balances.batch_track": settings.max_batch_body_bytes},
+    )
     app.add_middleware(RequestIdMiddleware)  # even a 413 carries X-Request-ID
     app.add_middleware(ObservabilityMiddleware)  # outermost: counts and logs every answer
     app.include_router(balances_router)

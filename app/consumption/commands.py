@@ -1,11 +1,13 @@
-"""The write commands of metering and gating: ``track``, and ``check`` that uses or reserves.
+"""The write commands of metering and gating: ``track``, ``batch_track``, and ``check`` that
+uses or reserves.
 
 Each locks every balance the request draws on (an entity's own and its customer's) and the
 feature's expired reservations, brings them up to date, then applies its rule (see
 ``consumption.rules``, ``reservations.rules``).
 """
 
-from collections.abc import Hashable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,13 +15,17 @@ from typing import Any
 from app.balances.allocation import OverageBehavior
 from app.balances.commands import keep
 from app.balances.errors import BalanceNotFound
-from app.balances.rows import BalanceRow, ScopeKey
+from app.balances.rows import BalanceRow, RowKey, ScopeKey
 from app.balances.rules import Change
 from app.balances.table import TABLE as BALANCES
 from app.balances.table import LockedBalances
 from app.batcher.protocols import Envelope, Enveloped
 from app.consumption import rules
+from app.consumption.errors import ItemFailed
 from app.consumption.schemas import (
+    BatchTrackItem,
+    BatchTrackResponse,
+    BatchTrackResult,
     CheckParams,
     CheckResponse,
     Deduction,
@@ -27,7 +33,7 @@ from app.consumption.schemas import (
     TrackParams,
     TrackResponse,
 )
-from app.core.errors import InvalidRequest
+from app.core.errors import DomainError, InvalidRequest
 from app.core.json import render_reply
 from app.core.reply import Reply
 from app.reservations import rules as reservations
@@ -35,9 +41,15 @@ from app.reservations.rows import ActiveLocks, LockKey, LockRow, customer_level,
 from app.reservations.table import TABLE as LOCKS
 from app.reservations.table import LockedReservations
 
+logger = logging.getLogger(__name__)
+
+
+ScopeRows = Callable[[ScopeKey], list[BalanceRow]]
+"""Every locked balance of a scope, in id order (``LockedBalances.scope``, or an index)."""
+
 
 def current_feature(
-    states: Mapping[str, Any], scope: ScopeKey, now: datetime
+    states: Mapping[str, Any], scope: ScopeKey, now: datetime, rows_of: ScopeRows | None = None
 ) -> tuple[list[BalanceRow], Change, list[LockRow]]:
     """The live balances ``scope`` draws on as they are now (due resets persisted, the expired
     reservations this command may give back given back, which is kept at once in the batch's
@@ -45,7 +57,8 @@ def current_feature(
     balances: LockedBalances = states[BALANCES]
     locks: LockedReservations = states[LOCKS]
     scopes = draws_on(scope)
-    held = [row for drawn in scopes for row in balances.scope(drawn)]
+    rows_of = rows_of or balances.scope
+    held = [row for drawn in scopes for row in rows_of(drawn)]
     expired = reservations.releasable(locks.active_of(scope), held, scopes, now)
     rows = [row for row in held if not row.is_expired(now)]
     current, settled, entries = reservations.bring_up_to_date(rows, expired, now)
@@ -70,12 +83,17 @@ def feature_wants(scope: ScopeKey, now: datetime) -> dict[str, list[Hashable]]:
     return {BALANCES: list(draws_on(scope)), LOCKS: [ActiveLocks(customer_level(scope), now)]}
 
 
-def track(states: Mapping[str, Any], p: TrackParams, envelope: Envelope) -> TrackResponse:
+def track(
+    states: Mapping[str, Any],
+    p: TrackParams | BatchTrackItem,
+    envelope: Envelope,
+    rows_of: ScopeRows | None = None,
+) -> TrackResponse:
     """Apply one track to the batch's rows; raises a ``DomainError`` having kept nothing."""
     now = envelope.now
     if p.timestamp is not None and p.timestamp > now:
         raise InvalidRequest("timestamp must not be in the future.", "timestamp")
-    current, change, settled = current_feature(states, _scope(p), now)
+    current, change, settled = current_feature(states, _scope(p), now, rows_of)
     if not current:
         who = f"entity '{p.entity_id}' nor for the customer" if p.entity_id else "the customer"
         raise BalanceNotFound(
@@ -96,7 +114,7 @@ def track(states: Mapping[str, Any], p: TrackParams, envelope: Envelope) -> Trac
     return response
 
 
-def _scope(p: TrackParams | CheckParams) -> ScopeKey:
+def _scope(p: TrackParams | BatchTrackItem | CheckParams) -> ScopeKey:
     return ScopeKey(p.customer_id, p.feature_id, p.entity_id)
 
 
@@ -114,6 +132,64 @@ class Track(Enveloped):
 
     def apply(self, states: Mapping[str, Any]) -> Reply:
         return render_reply(track(states, self.params, self.envelope))
+
+
+@dataclass(slots=True)
+class BatchTrack(Enveloped):
+    """``balances.batch_track``: every item applied in order in ONE command, so one transaction
+    and one Idempotency-Key cover the whole call (exactly once, answers stored with it).
+
+    Each item sees the previous ones' effects. An item that fails changes nothing (the rules
+    are pure, and an item keeps its rows only once it has succeeded) and gets its own error in
+    its result; the others still apply.
+
+    ``partition``: the first item's customer. The batcher needs one key to queue a command by;
+    a batch of one customer's items (the usual case) then meets that customer's other commands
+    in order, like any of them. Items of other customers may share rows with commands queued in
+    other partitions: the rows' locks decide (``SKIP LOCKED`` sends whichever comes second to
+    the waiting path, which waits for the first to commit), as with another process.
+    """
+
+    items: list[BatchTrackItem]
+    envelope: Envelope
+
+    @property
+    def partition(self) -> str:
+        return self.items[0].customer_id
+
+    def wants(self) -> Mapping[str, Sequence[Hashable]]:
+        wants: dict[str, list[Hashable]] = {BALANCES: [], LOCKS: []}
+        for item in self.items:
+            for table, keys in feature_wants(_scope(item), self.now).items():
+                wants[table] += keys
+        return {table: list(dict.fromkeys(keys)) for table, keys in wants.items()}
+
+    def apply(self, states: Mapping[str, Any]) -> Reply:
+        rows_of = _scope_index(states[BALANCES])
+        results = []
+        for index, item in enumerate(self.items):
+            try:
+                results.append(BatchTrackResult.of(track(states, item, self.envelope, rows_of)))
+            except DomainError as error:
+                results.append(BatchTrackResult.failed(error))
+            except Exception:  # a bug: this item alone fails, having kept nothing
+                logger.exception("batch_track item %d failed", index)
+                failure = ItemFailed("The server failed to apply this item; it changed nothing.")
+                results.append(BatchTrackResult.failed(failure))
+        return render_reply(BatchTrackResponse.of(results))
+
+
+def _scope_index(balances: LockedBalances) -> ScopeRows:
+    """``balances.scope`` in O(1) for a command of many items: tracks change rows, never which
+    rows there are, so each scope's keys are found once."""
+    keys: dict[ScopeKey, list[RowKey]] = {}
+    for key, row in sorted(balances.rows.items(), key=lambda pair: pair[1].id):
+        keys.setdefault(row.scope, []).append(key)
+
+    def rows_of(scope: ScopeKey) -> list[BalanceRow]:
+        return [balances.rows[key] for key in keys.get(scope, ())]
+
+    return rows_of
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""HTTP endpoints of metering and gating: check and track."""
+"""HTTP endpoints of metering and gating: check, track and batch_track."""
 
 from typing import Annotated, Any
 
@@ -9,9 +9,11 @@ from app.auth.dependencies import ReadKey, WriteKey, authorize
 from app.auth.models import Scope
 from app.balances import repository as balances
 from app.balances.rows import ScopeKey
-from app.consumption.commands import CheckAndChange, Track
+from app.consumption.commands import BatchTrack, CheckAndChange, Track
 from app.consumption.rules import is_allowed
 from app.consumption.schemas import (
+    BatchTrackParams,
+    BatchTrackResponse,
     CheckParams,
     CheckResponse,
     FeatureBalance,
@@ -126,3 +128,40 @@ async def track(
     order. Unlimited balances count usage and never block. One `track` entry per balance.
     """
     return await submit(request, Track(params, envelope))
+
+
+_BATCH_TRACK_EXAMPLES: dict[str, Any] = {
+    "events": {
+        "summary": "Three usage events, two customers, one of them for a seat",
+        "value": [
+            {"customer_id": "cus_123", "feature_id": "api_calls", "value": 3},
+            {"customer_id": "cus_123", "feature_id": "api_calls", "entity_id": "seat_7"},
+            {"customer_id": "cus_456", "feature_id": "ai_tokens", "value": 870},
+        ],
+    },
+}
+
+
+@command(
+    router,
+    "/balances.batch_track",
+    operation_id="batchTrack",
+    summary="Record up to 1000 usage events at once",
+    response_model=BatchTrackResponse,
+    responses=problem_responses(413, 422),
+)
+async def batch_track(
+    params: Annotated[BatchTrackParams, Body(openapi_examples=_BATCH_TRACK_EXAMPLES)],
+    principal: WriteKey,
+    envelope: EnvelopeDep,
+    request: Request,
+) -> Response:
+    """Apply each item as `balances.track` would, in order, in one locked transaction.
+
+    The answer (`200`) lists every item's own result in the order sent: its track answer, or
+    the error it got (`404`, `409`, `422`…), in which case that item changed nothing and the
+    others still applied. The whole call is one write: with an `Idempotency-Key`, a retry gets
+    the same answer and applies nothing again. A malformed item refuses the whole call (`422`),
+    nothing applied.
+    """
+    return await submit(request, BatchTrack(params.root, envelope))

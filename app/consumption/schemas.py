@@ -1,17 +1,21 @@
-"""Wire schemas of check and track, and the feature balance both return."""
+"""Wire schemas of check, track and batch_track, and the feature balance they return."""
 
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field, StrictBool, field_validator
+from pydantic import Field, RootModel, StrictBool, field_validator
 
 from app.balances.allocation import OverageBehavior
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow
 from app.balances.schemas import Balance, Reset
-from app.core.schemas import RequestSchema, ResponseSchema
+from app.core.errors import DomainError
+from app.core.problems import problem_reply
+from app.core.schemas import Problem, RequestSchema, ResponseSchema
 from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
+
+BATCH_TRACK_LIMIT = 1000
 
 
 class LockParams(RequestSchema):
@@ -144,3 +148,78 @@ class TrackResponse(ResponseSchema):
     deducted: QuantityOut = Field(description="What was deducted (less than value when capped).")
     balance: FeatureBalance | None
     deductions: list[Deduction]
+
+
+class BatchTrackItem(RequestSchema):
+    """One usage event of ``balances.batch_track``: what ``balances.track`` takes."""
+
+    customer_id: ExternalId
+    feature_id: ExternalId
+    entity_id: ExternalId | None = Field(
+        default=None, description="The entity's own balances first, then its customer's."
+    )
+    value: Quantity = Field(default=1, validate_default=True, description="Negative gives back.")
+    overage_behavior: OverageBehavior | None = Field(
+        default=None, description="As for `balances.track`."
+    )
+    properties: dict[str, Any] | None = Field(default=None, description="Accepted; not stored.")
+    timestamp: EpochMillis | None = Field(default=None, description="When it happened; not future.")
+    event_name: str | None = Field(default=None, description="Not supported: use feature_id.")
+    idempotency_key: str | None = Field(
+        default=None,
+        description="Not supported per item: send the whole batch with an `Idempotency-Key` "
+        "header, which makes it exactly-once.",
+    )
+
+    @field_validator("event_name")
+    @classmethod
+    def _no_event_names(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError("event names are not supported: track by feature_id")
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _no_item_keys(cls, value: str | None) -> None:
+        if value is not None:
+            raise ValueError(
+                "per-item idempotency keys are not supported: send the batch with an "
+                "Idempotency-Key header, which makes the whole batch exactly-once"
+            )
+
+
+class BatchTrackParams(RootModel[list[BatchTrackItem]]):
+    """The events to apply, in order: a JSON array of 1 to 1000 items."""
+
+    root: list[BatchTrackItem] = Field(min_length=1, max_length=BATCH_TRACK_LIMIT)
+
+
+class BatchTrackResult(ResponseSchema):
+    """What ``balances.track`` would have answered for this item alone, at its turn."""
+
+    success: bool
+    status: int = Field(description="200, or the error's status.")
+    result: TrackResponse | None = Field(description="The track's answer when it applied.")
+    error: Problem | None = Field(description="Why it did not apply; it changed nothing.")
+
+    @classmethod
+    def of(cls, response: TrackResponse) -> "BatchTrackResult":
+        return cls(success=True, status=200, result=response, error=None)
+
+    @classmethod
+    def failed(cls, error: DomainError) -> "BatchTrackResult":
+        problem = Problem.model_validate_json(problem_reply(error).body)
+        return cls(success=False, status=error.status, result=None, error=problem)
+
+
+class BatchTrackResponse(ResponseSchema):
+    success: Literal[True] = Field(
+        default=True, description="The batch was applied: each item's outcome is in `results`."
+    )
+    applied: int = Field(description="Items that applied.")
+    failed: int = Field(description="Items that did not (each changed nothing).")
+    results: list[BatchTrackResult] = Field(description="One per item, in the order sent.")
+
+    @classmethod
+    def of(cls, results: list[BatchTrackResult]) -> "BatchTrackResponse":
+        applied = sum(result.success for result in results)
+        return cls(applied=applied, failed=len(results) - applied, results=results)

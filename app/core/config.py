@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # balances.batch_track takes up to 1000 events in one body.
+    max_batch_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     # Development only: every request acts as admin. `serve` refuses it on a public address.

@@ -75,13 +75,21 @@ class BodyLimitMiddleware:
     or late stream is refused before any handler, and so before any database work, has started.
     The deadline covers the whole body, not each chunk: a client trickling a byte a second is cut
     off as surely as one that stops. ``timeout_seconds`` None means the app's
-    ``request_body_timeout_seconds`` setting.
+    ``request_body_timeout_seconds`` setting. ``larger``: paths allowed more than ``max_bytes``
+    (``balances.batch_track``'s 1000 items), each with its own limit.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        timeout_seconds: float | None = None,
+        larger: Mapping[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_seconds = timeout_seconds
+        self.larger = dict(larger or {})
 
     def _timeout(self, scope: Scope) -> float:
         if self.timeout_seconds is not None:
@@ -94,21 +102,22 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await self._refuse(scope, send, self._too_large())
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await self._refuse(scope, send, self._too_large(limit))
                 return
         chunks: list[bytes] = []
         timeout = self._timeout(scope)
         try:
             async with asyncio.timeout(timeout):
-                too_large = not await self._read(receive, chunks)
+                too_large = not await self._read(receive, chunks, limit)
         except TimeoutError:
             message = f"The request body did not arrive within {timeout:g} seconds."
             await self._refuse(scope, send, RequestTimeout(message))
             return
         if too_large:
-            await self._refuse(scope, send, self._too_large())
+            await self._refuse(scope, send, self._too_large(limit))
             return
         replayed = False
 
@@ -121,8 +130,8 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _read(self, receive: Receive, chunks: list[bytes]) -> bool:
-        """Read the whole body into ``chunks``; False as soon as it exceeds ``max_bytes``."""
+    async def _read(self, receive: Receive, chunks: list[bytes], limit: int) -> bool:
+        """Read the whole body into ``chunks``; False as soon as it exceeds ``limit``."""
         size = 0
         while True:
             message = await receive()
@@ -130,14 +139,14 @@ class BodyLimitMiddleware:
                 return True  # client went away; let the app see the disconnect
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > limit:
                 return False
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return True
 
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"Request bodies are limited to {self.max_bytes} bytes.")
+    def _too_large(self, limit: int) -> PayloadTooLarge:
+        return PayloadTooLarge(f"Request bodies are limited to {limit} bytes.")
 
     async def _refuse(self, scope: Scope, send: Send, error: DomainError) -> None:
         response: Any = problem_response(error)
