@@ -106,3 +106,48 @@ def test_overflow_debt_lands_on_the_resetting_balance(autumn: Autumn, customer: 
         for b in autumn.balances.list(customer_id=customer).list
     }
     assert by_interval == {"day": -20, "one_off": 0}
+
+
+# --- 5. unlimited balances: first, an infinite sink, remaining 0 -----------------------------
+
+
+def test_unlimited_balance_takes_everything_and_reports_remaining_zero(
+    autumn: Autumn, customer: str
+) -> None:
+    create = autumn.balances.create
+    create(
+        customer_id=customer, feature_id="api_calls", included_grant=5, reset={"interval": "day"}
+    )
+    create(customer_id=customer, feature_id="api_calls", unlimited=True)
+    tracked = autumn.track(customer_id=customer, feature_id="api_calls", value=12)
+    listed = {b.unlimited: b for b in autumn.balances.list(customer_id=customer).list}
+    unlimited, daily = listed[True], listed[False]
+    assert [(d.balance_id, d.value) for d in tracked.deductions or []] == [(unlimited.id, 12)]
+    assert (daily.remaining, daily.usage) == (5, 0)  # untouched
+    assert (unlimited.remaining, unlimited.usage) == (0, 12)
+    assert tracked.balance is not None and tracked.balance.unlimited is True
+    [shown] = [b for b in tracked.balance.breakdown or [] if b.id == unlimited.id]
+    assert (shown.remaining, shown.usage) == (0, 12)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the feature balance is built by FeatureBalance.of (app/consumption/schemas.py, "
+    "owned elsewhere): it must take granted/remaining/usage from "
+    "app.balances.schemas.FeatureAmounts.of",
+)
+def test_unlimited_feature_balance_reports_granted_and_remaining_zero(
+    autumn: Autumn, customer: str
+) -> None:
+    create = autumn.balances.create
+    create(
+        customer_id=customer, feature_id="api_calls", included_grant=5, reset={"interval": "day"}
+    )
+    create(customer_id=customer, feature_id="api_calls", unlimited=True)
+    tracked = autumn.track(customer_id=customer, feature_id="api_calls", value=12)
+    assert tracked.balance is not None
+    assert (tracked.balance.granted, tracked.balance.remaining) == (0, 0)
+    assert tracked.balance.usage == 12
+    check = autumn.check(customer_id=customer, feature_id="api_calls", required_balance=10**6)
+    assert check.allowed is True and check.balance is not None
+    assert (check.balance.granted, check.balance.remaining, check.balance.usage) == (0, 0, 12)

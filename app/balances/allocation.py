@@ -1,9 +1,12 @@
 """How an amount is spread over a feature's balances. Pure: decides, never writes.
 
-Deduction order (the spec's): shortest reset period first, ``one_off`` last, then earliest
-``expires_at`` (none last), then oldest. Giving back (a negative value) walks the same order in
-reverse. Locks are *not* taken in this order but in id order (see the repository): one fixed
-order for every multi-row lock in the service is what rules out deadlocks.
+Deduction order (Autumn's): unlimited balances first, then shortest reset period first,
+``one_off`` last, then earliest ``expires_at`` (none last), then oldest. An unlimited balance
+is an infinite sink: it takes the whole amount, and the limited balances beside it are left
+untouched. Giving back (a negative value) goes to the unlimited balances first too (they took
+the usage), then walks the limited ones in reverse order. Locks are *not* taken in this order
+but in id order (see the repository): one fixed order for every multi-row lock in the service
+is what rules out deadlocks.
 """
 
 import enum
@@ -38,13 +41,21 @@ class OverageBehavior(enum.StrEnum):
 
 
 def deduction_order(balances: list[BalanceRow]) -> list[BalanceRow]:
-    def key(balance: BalanceRow) -> tuple[float, datetime, datetime, str]:
+    def key(balance: BalanceRow) -> tuple[bool, float, datetime, datetime, str]:
         interval = Interval(balance.interval)
         period = float("inf") if interval is Interval.ONE_OFF else _MINUTES[interval]
         expires = balance.expires_at.replace(tzinfo=None) if balance.expires_at else _NEVER
-        return (period * balance.interval_count, expires, balance.created_at, balance.id)
+        limited = not balance.unlimited  # False sorts first: unlimited balances lead
+        return (limited, period * balance.interval_count, expires, balance.created_at, balance.id)
 
     return sorted(balances, key=key)
+
+
+def give_back_order(ordered: list[BalanceRow]) -> list[BalanceRow]:
+    """The order a give-back walks ``ordered`` (a deduction order) in: the unlimited balances
+    first, as they are (they take every deduction), then the limited ones in reverse."""
+    unlimited = [balance for balance in ordered if balance.unlimited]
+    return unlimited + [balance for balance in reversed(ordered) if not balance.unlimited]
 
 
 def plan_deduction(
@@ -52,7 +63,8 @@ def plan_deduction(
 ) -> list[tuple[BalanceRow, Decimal]]:
     """Split ``value`` over ``ordered`` balances: ``[(balance, amount)]``, amounts non-zero.
 
-    Each balance first gives what it has left (an unlimited one gives everything). What no
+    Each balance first gives what it has left (an unlimited one, first in deduction order,
+    takes everything). What no
     balance has left (Autumn's second pass) goes whole to one balance:
 
     - ``overflow``: the first balance in order (the resetting, shortest-period one), whose
@@ -90,7 +102,7 @@ def plan_deduction(
 def _plan_give_back(ordered: list[BalanceRow], amount: Decimal) -> list[tuple[BalanceRow, Decimal]]:
     """Give ``amount`` back to the most recently deducted balances first, never below 0 usage."""
     plan = []
-    for balance in reversed(ordered):
+    for balance in give_back_order(ordered):
         if amount == 0:
             break
         back = min(amount, max(balance.usage, ZERO))

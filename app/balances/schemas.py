@@ -1,6 +1,9 @@
 """Wire schemas of the balance operations (names match Autumn's API so its SDKs work)."""
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
@@ -13,6 +16,7 @@ from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
 from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
 
 BalanceStatus = Literal["active", "expired"]
+ZERO = Decimal(0)
 
 
 class ResetParams(RequestSchema):
@@ -172,6 +176,8 @@ class Balance(ResponseSchema):
 
     @classmethod
     def of(cls, balance: BalanceRow, now: datetime) -> "Balance":
+        """The balance as shown. An unlimited one reports ``granted`` and ``remaining`` 0, as
+        Autumn does (its usage is counted; nothing is granted or left of an infinite sink)."""
         interval = Interval(balance.interval)
         state = state_at(balance, now)
         reset = None
@@ -189,9 +195,9 @@ class Balance(ResponseSchema):
             included_grant=state.included_grant,
             prepaid_grant=state.prepaid_grant,
             adjustment=state.adjustment,
-            granted=state.granted,
+            granted=ZERO if balance.unlimited else state.granted,
             usage=state.usage,
-            remaining=state.remaining,
+            remaining=ZERO if balance.unlimited else state.remaining,
             unlimited=balance.unlimited,
             overage_allowed=balance.overage_allowed,
             reset=reset,
@@ -203,6 +209,30 @@ class Balance(ResponseSchema):
             source="customer" if balance.entity_id is None else "entity",
             created_at=balance.created_at,
             updated_at=balance.updated_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureAmounts:
+    """The totals of a feature balance (the sum over its balances), as Autumn reports them."""
+
+    granted: Decimal
+    remaining: Decimal
+    usage: Decimal
+
+    @classmethod
+    def of(cls, balances: Sequence[BalanceRow], now: datetime) -> "FeatureAmounts":
+        """Sums over the balances as they are at ``now``. With an unlimited balance among
+        them, the feature is unlimited: ``granted`` and ``remaining`` are 0 and ``usage`` is
+        what the unlimited balances counted (Autumn's unlimited balance)."""
+        states = [(row, state_at(row, now)) for row in balances]
+        if any(row.unlimited for row in balances):
+            usage = sum((state.usage for row, state in states if row.unlimited), ZERO)
+            return cls(granted=ZERO, remaining=ZERO, usage=usage)
+        return cls(
+            granted=sum((state.granted for _, state in states), ZERO),
+            remaining=sum((state.remaining for _, state in states), ZERO),
+            usage=sum((state.usage for _, state in states), ZERO),
         )
 
 

@@ -35,6 +35,7 @@ from app.balances.rules import (
     reset_if_due,
     update,
 )
+from app.balances.schemas import Balance, FeatureAmounts
 from app.core.errors import InvalidRequest
 from app.core.types import QUANTITY_LIMIT
 from app.ledger.entries import Entry
@@ -584,3 +585,30 @@ def test_two_live_intervals_without_interval_is_ambiguous_and_interval_disambigu
         choose([expired])
     with pytest.raises(BalanceNotFound):
         choose([])
+
+
+# --- what is shown: unlimited balances --------------------------------------------------------
+
+
+@FEWER
+@given(st.lists(balance_rows(), min_size=1, max_size=4, unique_by=lambda row: row.id))
+def test_an_unlimited_balance_shows_nothing_granted_or_left_only_its_usage(
+    rows: list[BalanceRow],
+) -> None:
+    """As Autumn reports it: an unlimited balance, and a feature with one, show ``granted``
+    and ``remaining`` 0 and the usage the unlimited balances counted; otherwise the sums."""
+    for row in rows:
+        shown = Balance.of(row, NOW)
+        state = state_at(row, NOW)
+        expected = (ZERO, ZERO) if row.unlimited else (state.granted, state.remaining)
+        assert (shown.granted, shown.remaining) == expected
+        assert shown.usage == state.usage and shown.unlimited == row.unlimited
+    totals = FeatureAmounts.of(rows, NOW)
+    states = [(row, state_at(row, NOW)) for row in rows]
+    if any(row.unlimited for row in rows):
+        assert (totals.granted, totals.remaining) == (ZERO, ZERO)
+        assert totals.usage == sum((s.usage for r, s in states if r.unlimited), ZERO)
+    else:
+        assert totals.granted == sum((s.granted for _, s in states), ZERO)
+        assert totals.remaining == sum((s.remaining for _, s in states), ZERO)
+        assert totals.usage == sum((s.usage for _, s in states), ZERO)

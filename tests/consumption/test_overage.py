@@ -4,6 +4,8 @@
   ``overage_allowed`` takes the excess whatever the behaviour.
 - ``overflow`` puts the debt on the first balance in deduction order (the resetting,
   shortest-period one), so the next reset clears it.
+- An unlimited balance comes first and takes everything (the limited ones beside it are left
+  untouched); it reports ``granted`` and ``remaining`` 0, its usage counted.
 """
 
 from datetime import timedelta
@@ -99,3 +101,44 @@ async def test_overflow_prefers_the_first_balance_to_one_that_allows_overage(api
     assert by_id(result) == {daily["id"]: 9, flexible["id"]: 5}
     result = await track(api, value=2)
     assert by_id(result) == {flexible["id"]: 2}
+
+
+# --- unlimited: first, an infinite sink, remaining 0 ----------------------------------------
+
+
+async def test_unlimited_balance_is_deducted_first_and_the_limited_ones_stay_untouched(
+    api: Api,
+) -> None:
+    daily = await api.create(included_grant=5, reset={"interval": "day"})
+    unlimited = await api.create(unlimited=True)
+    for behavior in (None, "cap", "overflow", "reject"):
+        fields = {} if behavior is None else {"overage_behavior": behavior}
+        result = await track(api, value=3, **fields)
+        assert by_id(result) == {unlimited["id"]: 3}
+    assert api.ledger_kinds(daily["id"]) == ["create"]
+    assert api.ledger_kinds(unlimited["id"]) == ["create"] + ["track"] * 4
+
+
+async def test_unlimited_balance_reports_remaining_and_granted_zero(api: Api) -> None:
+    await api.create(included_grant=5, reset={"interval": "day"})
+    unlimited = await api.create(unlimited=True)
+    result = await track(api, value=7)
+    [shown] = [b for b in result["balance"]["breakdown"] if b["id"] == unlimited["id"]]
+    assert (shown["granted"], shown["remaining"], shown["usage"]) == (0, 0, 7)
+    listed = await api.ok("balances.list", {"customer_id": "cus_1"})
+    [shown] = [b for b in listed["list"] if b["id"] == unlimited["id"]]
+    assert (shown["granted"], shown["remaining"], shown["usage"]) == (0, 0, 7)
+    assert shown["unlimited"] is True
+    # The ledger still records what happened: usage 7 off a balance that grants nothing.
+    assert api.ledger(unlimited["id"])[-1]["usage_after"] == 7
+    assert api.invariant_violations() == []
+
+
+async def test_giving_back_goes_to_the_unlimited_balance_first(api: Api) -> None:
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    await track(api, value=4)  # the monthly balance, alone so far
+    unlimited = await api.create(unlimited=True)
+    await track(api, value=6)  # all on the unlimited one
+    result = await track(api, value=-8)
+    assert by_id(result) == {unlimited["id"]: -6, monthly["id"]: -2}
+    assert api.invariant_violations() == []

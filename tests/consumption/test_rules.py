@@ -5,6 +5,7 @@ copies), so each test hands it a deep copy and compares with the untouched origi
 """
 
 from copy import copy, deepcopy
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.balances.allocation import OverageBehavior, deduction_order
+from app.balances.allocation import OverageBehavior, deduction_order, give_back_order
 from app.balances.errors import InsufficientBalance
 from app.balances.models import Interval
 from app.balances.periods import boundary
@@ -221,7 +222,8 @@ def test_deduction_order_is_respected(
 ) -> None:
     """A balance takes a share only once every balance before it in deduction order gave all
     it had (and none of them is unlimited: an unlimited one takes everything). Giving back
-    walks the same order backwards. What nobody had goes to one balance only."""
+    goes to the unlimited balances first, then walks the limited ones backwards. What nobody
+    had goes to one balance only."""
     work = deepcopy(rows)
     try:
         plan, _ = track(work, value, behavior, NOW)
@@ -242,10 +244,32 @@ def test_deduction_order_is_respected(
         ]
         assert len(beyond) <= 1
     else:
-        for i, row in enumerate(ordered):
+        backwards = give_back_order(ordered)
+        assert [row.id for row in backwards if row.unlimited] == [
+            row.id for row in ordered if row.unlimited
+        ]
+        for i, row in enumerate(backwards):
             if amounts.get(row.id, ZERO) < 0:
-                for later in ordered[i + 1 :]:
-                    assert -amounts.get(later.id, ZERO) == max(later.usage, ZERO)
+                for earlier in backwards[:i]:
+                    assert -amounts.get(earlier.id, ZERO) == max(earlier.usage, ZERO)
+
+
+@EXAMPLES
+@given(FEATURES, VALUES, BEHAVIORS)
+def test_an_unlimited_balance_is_an_infinite_sink_deducted_first(
+    rows: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None
+) -> None:
+    """With an unlimited balance, the first one in deduction order takes the whole value
+    (whatever the behaviour, nothing refused) and the limited balances stay untouched."""
+    sinks = [row for row in deduction_order(rows) if row.unlimited]
+    if not sinks or value <= 0:
+        return
+    work = deepcopy(rows)
+    plan, _ = track(work, value, behavior, NOW)
+    assert [(row.id, amount) for row, amount in plan] == [(sinks[0].id, value)]
+    for old, new in zip(rows, work, strict=True):
+        if old.id != sinks[0].id:
+            assert new == old
 
 
 @EXAMPLES
@@ -344,6 +368,19 @@ def test_deduction_order_shortest_period_first_one_off_last_then_expiry_then_age
     assert [(r.id, amount) for r, amount in back] == [
         ("month", Decimal(-2)),
         ("day_x2", Decimal(-5)),
+    ]
+
+    # An unlimited balance, even a yearly one, comes first and takes everything; giving back
+    # goes to it first, then to the limited ones backwards.
+    sink = replace(rows[2], id="year_unlimited", interval=Interval.YEAR, unlimited=True)
+    with_sink = [*rows, sink]
+    assert [r.id for r in deduction_order(with_sink)][:2] == ["year_unlimited", "day"]
+    plan, _ = track(with_sink, Decimal(3), OverageBehavior.REJECT, NOW)
+    assert [(r.id, amount) for r, amount in plan] == [("year_unlimited", Decimal(3))]
+    back, _ = track(with_sink, Decimal(-5), None, NOW)  # of the limited, only "day" is used
+    assert [(r.id, amount) for r, amount in back] == [
+        ("year_unlimited", Decimal(-3)),
+        ("day", Decimal(-2)),
     ]
 
 
