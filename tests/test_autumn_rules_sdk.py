@@ -5,6 +5,8 @@ The client cannot create a balance with `overage_allowed` (its `balances.create`
 parameter), so those balances are created over plain HTTP with the same key.
 """
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,10 +15,12 @@ import httpx
 import psycopg
 import pytest
 from autumn_sdk import Autumn
+from autumn_sdk.errors import AutumnError
 
 from tests.helpers import RunningService
 
 START_TIMEOUT = 20.0
+DAY_MS = 24 * 60 * 60 * 1000
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +155,52 @@ def test_unlimited_feature_balance_reports_granted_and_remaining_zero(
     check = autumn.check(customer_id=customer, feature_id="api_calls", required_balance=10**6)
     assert check.allowed is True and check.balance is not None
     assert (check.balance.granted, check.balance.remaining, check.balance.usage) == (0, 0, 12)
+
+
+# --- 8. impossible values: 422, nothing changed (stricter than Autumn on purpose) -------------
+
+SECONDS_NOT_MILLIS = 1_790_000_000  # epoch seconds (2026), read as milliseconds: January 1970
+
+
+def refused(call: Any, field: str) -> None:
+    with pytest.raises(AutumnError) as raised:
+        call()
+    assert raised.value.status_code == 422
+    body = json.loads(raised.value.body)
+    assert body["code"] == "invalid_request"
+    assert [field] in [error["loc"] for error in body["errors"]], body
+
+
+def test_impossible_updates_are_refused_and_change_nothing(autumn: Autumn, customer: str) -> None:
+    autumn.balances.create(customer_id=customer, feature_id="api_calls", included_grant=10)
+    autumn.balances.update(customer_id=customer, feature_id="api_calls", usage=4)
+    before = autumn.balances.list(customer_id=customer).list
+    update = autumn.balances.update
+    refused(lambda: update(customer_id=customer, feature_id="api_calls", usage=-1), "usage")
+    refused(
+        lambda: update(customer_id=customer, feature_id="api_calls", included_grant=-5),
+        "included_grant",
+    )
+    refused(
+        lambda: update(customer_id=customer, feature_id="api_calls", expires_at=SECONDS_NOT_MILLIS),
+        "expires_at",
+    )
+    assert autumn.balances.list(customer_id=customer).list == before
+
+
+def test_create_with_seconds_for_expires_at_is_refused(autumn: Autumn, customer: str) -> None:
+    refused(
+        lambda: autumn.balances.create(
+            customer_id=customer,
+            feature_id="api_calls",
+            included_grant=10,
+            expires_at=SECONDS_NOT_MILLIS,
+        ),
+        "expires_at",
+    )
+    assert autumn.balances.list(customer_id=customer).list == []
+    in_a_day = int(time.time() * 1000) + DAY_MS
+    created = autumn.balances.create(
+        customer_id=customer, feature_id="api_calls", included_grant=10, expires_at=in_a_day
+    )
+    assert created.success is True

@@ -98,9 +98,8 @@ def new_balance(params: CreateBalanceParams, balance_id: str, now: datetime) -> 
         anchor = next_reset_at = None
     elif params.next_reset_at is None:
         anchor, next_reset_at = now, boundary(now, interval, interval_count, 1)
-    elif params.next_reset_at <= now:
-        raise InvalidRequest("next_reset_at must be in the future.", "next_reset_at")
     else:
+        rules.require_future(params.next_reset_at, now, "next_reset_at")
         anchor = next_reset_at = params.next_reset_at
     return BalanceRow(
         customer_id=params.customer_id,

@@ -7,7 +7,7 @@ having changed nothing. The write path stores what the rules return.
 
 from copy import copy
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from app.balances.errors import (
@@ -82,6 +82,29 @@ def _entry(
         balance_version=row.version,
         created_at=now,
     )
+
+
+# Before 1973-03-03 in epoch milliseconds, yet a date in the 2020s-2990s in seconds: such an
+# instant is almost certainly seconds sent where milliseconds are expected (1790000000).
+_SECONDS_LOOKALIKE = datetime(1973, 3, 3, 9, 46, 40, tzinfo=UTC)
+
+
+def require_future(value: datetime | None, now: datetime, field: str) -> None:
+    """Refuse (422) an instant that is not after ``now``: a past ``expires_at`` or
+    ``next_reset_at`` is a mistake (often seconds sent as milliseconds), never a request."""
+    if value is None or value > now:
+        return
+    hint = ""
+    if value < _SECONDS_LOOKALIKE:
+        hint = " (times are Unix epoch milliseconds; this looks like seconds)"
+    raise InvalidRequest(f"{field} must be in the future{hint}.", field)
+
+
+def require_not_negative(value: Decimal | None, field: str) -> None:
+    """Refuse (422) a negative usage or grant: no balance can have used or been granted less
+    than nothing."""
+    if value is not None and value < 0:
+        raise InvalidRequest(f"{field} must not be negative.", field)
 
 
 def check_range(row: BalanceRow) -> None:
@@ -174,7 +197,10 @@ class Update:
 
 def update(target: BalanceRow, request: Update, now: datetime) -> Change:
     """Persist a due reset first (the change applies to the balance as it is now), then each
-    requested change with its own entry. ``remaining`` is recorded as the delta it was."""
+    requested change with its own entry. ``remaining`` is recorded as the delta it was.
+
+    Impossible values are refused (422) before anything changes: ``usage`` or
+    ``included_grant`` below zero, a ``next_reset_at`` or ``expires_at`` not in the future."""
     row = copy(target)
     change = Change(saved=[row])
     reset = reset_if_due(row, now)
@@ -187,13 +213,12 @@ def update(target: BalanceRow, request: Update, now: datetime) -> Change:
         raise BalanceUnlimited(
             f"Balance '{row.id}' is unlimited: its remaining and usage cannot be set."
         )
-    if request.next_reset_at is not None:
-        if row.interval == Interval.ONE_OFF:
-            raise InvalidRequest(
-                f"Balance '{row.id}' is one_off and never resets.", "next_reset_at"
-            )
-        if request.next_reset_at <= now:
-            raise InvalidRequest("next_reset_at must be in the future.", "next_reset_at")
+    if request.next_reset_at is not None and row.interval == Interval.ONE_OFF:
+        raise InvalidRequest(f"Balance '{row.id}' is one_off and never resets.", "next_reset_at")
+    require_future(request.next_reset_at, now, "next_reset_at")
+    require_future(request.expires_at, now, "expires_at")
+    require_not_negative(request.usage, "usage")
+    require_not_negative(request.included_grant, "included_grant")
 
     def add(kind: EntryKind, **deltas: Decimal) -> None:
         check_range(row)
@@ -224,12 +249,15 @@ def update(target: BalanceRow, request: Update, now: datetime) -> Change:
 
 
 def create(new: BalanceRow, holders: list[BalanceRow], now: datetime) -> Change:
-    """Insert ``new`` (version 0; its ``create`` entry makes it 1).
+    """Insert ``new`` (version 0; its ``create`` entry makes it 1). Its grant must not be
+    negative and its ``expires_at`` must be in the future (422 otherwise).
 
     ``holders``: the locked balances with the same key or id. A live one refuses (409); an
     expired one holding the key is retired first, closed with a ``delete`` entry as if
     deleted by hand: only a live balance owns its key.
     """
+    require_not_negative(new.included_grant, "included_grant")
+    require_future(new.expires_at, now, "expires_at")
     change = Change()
     for holder in holders:
         if holder.id == new.id:

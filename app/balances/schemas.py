@@ -4,9 +4,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
 from app.balances.models import Interval
@@ -18,6 +25,20 @@ from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
 BalanceStatus = Literal["active", "expired"]
 ZERO = Decimal(0)
 
+NonNegativeQuantity = Annotated[
+    Quantity,
+    Field(ge=0),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": 10**15,
+            "description": "Exact: at most 9 decimal places; never below 0.",
+        }
+    ),
+]
+"""A usage or a grant: an exact quantity that cannot be negative (422 otherwise)."""
+
 
 class ResetParams(RequestSchema):
     interval: Interval = Field(description="How often the balance resets; `one_off` never does.")
@@ -28,14 +49,18 @@ class CreateBalanceParams(RequestSchema):
     customer_id: ExternalId
     feature_id: ExternalId
     entity_id: ExternalId | None = Field(default=None, description="Scope to one entity (seat…).")
-    included_grant: Quantity = Field(
-        default=0, validate_default=True, description="Granted per period."
+    included_grant: NonNegativeQuantity = Field(
+        default=0, validate_default=True, description="Granted per period; not negative."
     )
     unlimited: StrictBool = False
     overage_allowed: StrictBool = False
     reset: ResetParams | None = Field(default=None, description="Omitted: `one_off`.")
-    next_reset_at: EpochMillis | None = Field(default=None, description="Default: now + 1 period.")
-    expires_at: EpochMillis | None = None
+    next_reset_at: EpochMillis | None = Field(
+        default=None, description="Default: now + 1 period. In the future."
+    )
+    expires_at: EpochMillis | None = Field(
+        default=None, description="In the future (epoch milliseconds, not seconds)."
+    )
     balance_id: ExternalId | None = Field(default=None, description="Default: `bal_` + random.")
     rollover: dict[str, Any] | None = Field(
         default=None, description="Not supported by Balances; must be omitted or null."
@@ -58,12 +83,18 @@ class UpdateBalanceParams(RequestSchema):
     )
     remaining: Quantity | None = Field(default=None, description="Set remaining to exactly this.")
     add_to_balance: Quantity | None = Field(default=None, description="Add this signed amount.")
-    usage: Quantity | None = Field(default=None, description="Set usage to exactly this.")
+    usage: NonNegativeQuantity | None = Field(
+        default=None, description="Set usage to exactly this; not negative."
+    )
     interval: Interval | None = Field(default=None, description="Target by reset interval.")
     balance_id: ExternalId | None = Field(default=None, description="Target this balance.")
-    included_grant: Quantity | None = Field(default=None, description="Set the per-period grant.")
-    next_reset_at: EpochMillis | None = None
-    expires_at: EpochMillis | None = None
+    included_grant: NonNegativeQuantity | None = Field(
+        default=None, description="Set the per-period grant; not negative."
+    )
+    next_reset_at: EpochMillis | None = Field(default=None, description="In the future.")
+    expires_at: EpochMillis | None = Field(
+        default=None, description="In the future (epoch milliseconds, not seconds)."
+    )
 
     @model_validator(mode="after")
     def _one_change_of_remaining(self) -> "UpdateBalanceParams":

@@ -53,11 +53,16 @@ async def test_expired_balance_is_deleted_by_balance_id(api: Api, clock: FrozenC
     assert api.invariant_violations() == []
 
 
-async def test_setting_expires_at_in_the_past_expires_now(api: Api) -> None:
+async def test_setting_expires_at_in_the_past_is_refused(api: Api) -> None:
+    """A past expiry is a mistake (often seconds sent as milliseconds): 422, nothing changes.
+    To end a balance now, delete it."""
     balance = await api.create(included_grant=5)
-    after = await api.update(expires_at=to_epoch_ms(START - timedelta(seconds=1)))
-    assert after["status"] == "expired"
-    assert api.ledger_kinds(balance["id"]) == ["create", "set_times"]
+    body = {"customer_id": "cus_1", "feature_id": "api_calls"}
+    body["expires_at"] = to_epoch_ms(START - timedelta(seconds=1))
+    problem(await api.post("balances.update", body), 422, "invalid_request")
+    assert api.ledger_kinds(balance["id"]) == ["create"]
+    page = await api.ok("balances.list", {"customer_id": "cus_1"})
+    assert [(b["status"], b["expires_at"]) for b in page["list"]] == [("active", None)]
 
 
 async def test_creating_over_an_expired_balance_retires_it(api: Api, clock: FrozenClock) -> None:

@@ -6,7 +6,7 @@ rows it is given, whether it succeeds or raises.
 """
 
 from copy import copy, deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -204,6 +204,13 @@ def expected_update(target: BalanceRow, request: Update) -> Expected:
         row.interval == Interval.ONE_OFF or request.next_reset_at <= NOW
     ):
         return Expected(InvalidRequest, row)
+    # Impossible values (issue 12, point 8): a past expiry, a usage or grant below zero.
+    if (
+        (request.expires_at is not None and request.expires_at <= NOW)
+        or (request.usage is not None and request.usage < 0)
+        or (request.included_grant is not None and request.included_grant < 0)
+    ):
+        return Expected(InvalidRequest, row)
     if request.included_grant is not None:
         row.included_grant = request.included_grant
         if out_of_range(row):
@@ -278,7 +285,7 @@ def test_update_twice_is_the_same_as_once_for_absolute_requests(
     )
     try:
         [once] = update(target, absolute, NOW).saved
-    except (BalanceUnlimited, AmountOutOfRange):
+    except (BalanceUnlimited, AmountOutOfRange, InvalidRequest):
         return
     [twice] = update(once, absolute, NOW).saved
     assert (twice.included_grant, twice.adjustment, twice.usage) == (
@@ -286,6 +293,53 @@ def test_update_twice_is_the_same_as_once_for_absolute_requests(
         once.adjustment,
         once.usage,
     )
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NEGATIVES = st.one_of(
+    st.integers(-(10**15) + 1, -1).map(Decimal),
+    st.integers(-(10**15), -1).map(lambda n: Decimal(n).scaleb(-9)),
+)
+# Not in the future: the past, now, or seconds read as milliseconds (1970).
+NOT_FUTURE = st.one_of(
+    offsets(-400 * DAY, 0),
+    st.integers(0, 2_000_000_000).map(lambda s: EPOCH + timedelta(milliseconds=s)),
+)
+
+
+@st.composite
+def impossible_updates(draw: st.DrawFn) -> Update:
+    """A request with one impossible value (and possibly valid ones beside it)."""
+    field = draw(st.sampled_from(["usage", "included_grant", "expires_at"]))
+    base = draw(update_requests())
+    if field == "usage":
+        return replace(base, remaining=None, add_to_balance=None, usage=draw(NEGATIVES))
+    if field == "included_grant":
+        return replace(base, included_grant=draw(NEGATIVES))
+    return replace(base, expires_at=draw(NOT_FUTURE))
+
+
+@EXAMPLES
+@given(balance_rows(), impossible_updates())
+def test_an_impossible_value_refuses_the_whole_update(target: BalanceRow, request: Update) -> None:
+    """A usage or grant below zero, or an expiry not in the future: 422, nothing changes."""
+    pristine = deepcopy(target)
+    with pytest.raises((InvalidRequest, BalanceUnlimited)):
+        update(target, request, NOW)
+    assert target == pristine
+
+
+@FEWER
+@given(
+    balance_rows(version=st.just(0)), st.sampled_from(["included_grant", "expires_at"]), st.data()
+)
+def test_an_impossible_value_refuses_the_create(
+    new: BalanceRow, field: str, data: st.DataObject
+) -> None:
+    value = data.draw(NEGATIVES if field == "included_grant" else NOT_FUTURE)
+    impossible = replace(new, **{field: value})
+    with pytest.raises(InvalidRequest):
+        create(impossible, [], NOW)
 
 
 def test_update_refuses_amounts_on_an_unlimited_balance_but_persists_nothing() -> None:
@@ -369,6 +423,12 @@ def test_create_retires_expired_holders_and_opens_the_new_ledger(
     new: BalanceRow, holders: list[BalanceRow]
 ) -> None:
     pristine = deepcopy((new, holders))
+    impossible = new.included_grant < 0 or (new.expires_at is not None and new.expires_at <= NOW)
+    if impossible:  # checked first: nothing is retired for a create that cannot be
+        with pytest.raises(InvalidRequest):
+            create(new, holders, NOW)
+        assert (new, holders) == pristine
+        return
     refused = any(h.id == new.id or not h.is_expired(NOW) for h in holders)
     if refused:
         with pytest.raises(BalanceExists):
