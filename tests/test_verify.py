@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.clock import FrozenClock
+from app.core.types import to_epoch_ms
 from app.ledger.verify import verify_ledger
 from tests.conftest import START
 from tests.helpers import Api
@@ -52,7 +53,7 @@ async def write_a_bit_of_everything(api: Api, clock: FrozenClock) -> dict[str, s
     await api.update(feature_id="calls", add_to_balance=D("2.5"))
     await api.update(feature_id="calls", usage=10)
     await api.ok("balances.track", {"customer_id": "cus_1", "feature_id": "calls", "value": 3})
-    lock = {"lock_id": "job_1", "enabled": True, "expires_at": 1798000000000}
+    lock = {"lock_id": "job_1", "enabled": True, "expires_at": to_epoch_ms(START) + 3_600_000}
     check = {"customer_id": "cus_1", "feature_id": "calls", "required_balance": 5, "lock": lock}
     await api.ok("balances.check", check)
     await api.ok(

@@ -34,10 +34,16 @@ LONGEST_LOCK = timedelta(hours=24)
 
 def draw_order(balances: Sequence[BalanceRow]) -> list[BalanceRow]:
     """The order a request uses ``balances`` in: an entity's own balances first, then the
-    customer-level ones (its fallback pool), each group in the deduction order."""
+    customer-level ones (its fallback pool), each group in the deduction order. As in Autumn,
+    an unlimited balance leads whichever group it is in: it is a sink that takes everything."""
     own = [row for row in balances if row.entity_id is not None]
     pool = [row for row in balances if row.entity_id is None]
-    return deduction_order(own) + deduction_order(pool)
+    ordered = deduction_order(own) + deduction_order(pool)
+    if own and pool:
+        sink = next((i for i, row in enumerate(ordered) if row.unlimited), None)
+        if sink is not None:
+            ordered.insert(0, ordered.pop(sink))
+    return ordered
 
 
 def check_expiry(expires_at: datetime | None, now: datetime) -> None:

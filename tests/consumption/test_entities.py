@@ -57,6 +57,14 @@ async def test_an_entity_uses_its_own_balances_first_then_the_pool(api: Api) -> 
     assert api.invariant_violations() == []
 
 
+async def test_an_unlimited_customer_balance_leads_even_for_an_entity(api: Api) -> None:
+    sink = await api.create(unlimited=True)
+    own = await api.create(included_grant=5, entity_id="e1")
+    result = await track(api, entity_id="e1", value=3)
+    assert by_id(result) == {sink["id"]: 3}  # as in Autumn: the sink takes it all
+    assert api.ledger_kinds(own["id"]) == ["create"]
+
+
 async def test_an_entity_gives_back_to_the_pool_first(api: Api) -> None:
     customer_level = await api.create(included_grant=10)
     own = await api.create(included_grant=2, entity_id="e1")

@@ -638,6 +638,9 @@ def test_an_entity_draws_on_its_own_balances_before_its_customers() -> None:
     pool_one_off = _entity_row("bal_3", None, Interval.ONE_OFF)
     ordered = draw_order([pool_daily, own_one_off, own_daily, pool_one_off])
     assert [row.id for row in ordered] == ["bal_2", "bal_1", "bal_0", "bal_3"]
+    pool_one_off.unlimited = True  # a sink leads, as in Autumn, even the customer's
+    ordered = draw_order([pool_daily, own_one_off, own_daily, pool_one_off])
+    assert [row.id for row in ordered] == ["bal_3", "bal_2", "bal_1", "bal_0"]
 
 
 def test_an_expired_lock_is_given_back_only_by_who_holds_its_balances() -> None:
