@@ -24,18 +24,20 @@ import time
 from collections.abc import Hashable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.batcher import idempotency
+from app.batcher.driver import Fetching, Queueing
 from app.batcher.errors import IdempotencyKeyReused
 from app.batcher.protocols import Command, Table
 from app.core.errors import DomainError, ServiceUnavailable
 from app.core.metrics import IDEMPOTENT_REPLAYS, LOCK_WAIT_SECONDS
-from app.core.problems import database_problem, is_disconnect, problem_reply
+from app.core.problems import database_code, is_disconnect, problem_reply
 from app.core.reply import Reply
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,15 @@ async def run_batch(
     for attempt in (1, 2):
         try:
             async with engine.connect() as conn:
-                return await _transaction(conn, tables, commands, wait=wait, deadline=deadline)
+                raw = await conn.get_raw_connection()
+                pg = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
+                try:
+                    return await _transaction(pg, tables, commands, wait=wait, deadline=deadline)
+                except BaseException:
+                    # Whatever went wrong, the connection may be mid-pipeline or have stale
+                    # prepared statements: never hand it to anyone again.
+                    raw.invalidate()
+                    raise
         except _Disconnected:
             if attempt == 2:
                 break
@@ -95,7 +105,7 @@ async def run_batch(
 
 
 async def _transaction(
-    conn: AsyncConnection,
+    pg: psycopg.AsyncConnection[Any],
     tables: Sequence[Table],
     commands: Sequence[Command],
     *,
@@ -103,39 +113,54 @@ async def _transaction(
     deadline: float | None,
 ) -> Outcome | Retry:
     outcome = Outcome()
+    conn = cast(AsyncConnection, Fetching(pg))  # repositories need only exec_driver_sql
     try:
-        await conn.begin()
         if deadline is not None:
             await _limit_waits(conn, deadline)
         states, runnable = await _lock(conn, tables, commands, outcome, wait=wait)
         runnable = await _claim_keys(conn, commands, runnable, outcome, wait=wait)
         answers = _apply(commands, runnable, states, outcome)
-        for table in tables:
-            await table.write(conn, states[table.name])
-        if answers:
-            await idempotency.store(conn, answers)
-    except DBAPIError as error:
-        await _rollback_quietly(conn)
-        if is_disconnect(error):
-            raise _Disconnected from error
-        if deadline is not None and getattr(error.orig, "sqlstate", None) == "57014":
-            return Retry(lock_timeout())  # the request's deadline for its waits ran out
-        return Retry(database_problem(error), again=_worth_again(error))
+    except psycopg.Error as error:
+        await _rollback_quietly(pg)
+        return _refused(error, deadline)
     try:
-        await conn.commit()
-    except DBAPIError as error:
-        logger.error("connection lost during COMMIT: outcome unknown", exc_info=error)
-        unknown = ServiceUnavailable(
-            "outcome_unknown",
-            "The database went away while committing; the change may or may not have been "
-            "applied. Retry with the same Idempotency-Key to apply it exactly once.",
-        )
-        for index in runnable:
-            outcome.replies[index] = problem_reply(unknown)
-        return outcome
+        async with pg.pipeline():
+            queue = cast(AsyncConnection, Queueing(pg))
+            for table in tables:
+                await table.write(queue, states[table.name])
+            if answers:
+                await idempotency.store(queue, answers)
+            await pg.commit()
+    except psycopg.Error as error:
+        if error.sqlstate is None or error.sqlstate.startswith(("08", "57P")):
+            # The connection went while the writes and COMMIT were in flight: nobody knows.
+            logger.error("connection lost during COMMIT: outcome unknown", exc_info=error)
+            for index in runnable:
+                outcome.replies[index] = problem_reply(_unknown())
+            return outcome
+        await _rollback_quietly(pg)
+        return _refused(error, deadline)
     for table in tables:
         table.committed(states[table.name])
     return outcome
+
+
+def _refused(error: psycopg.Error, deadline: float | None) -> Retry:
+    """The database refused the batch before COMMIT: nothing was applied."""
+    if error.sqlstate is None or error.sqlstate.startswith(("08", "57P")):
+        raise _Disconnected from error
+    if deadline is not None and error.sqlstate == "57014":
+        return Retry(lock_timeout())  # the request's deadline for its waits ran out
+    code = database_code(error.sqlstate)
+    return Retry(code, again=error.sqlstate == "23505")
+
+
+def _unknown() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "outcome_unknown",
+        "The database went away while committing; the change may or may not have been "
+        "applied. Retry with the same Idempotency-Key to apply it exactly once.",
+    )
 
 
 async def _lock(
@@ -252,12 +277,6 @@ def lock_timeout() -> ServiceUnavailable:
     )
 
 
-def _worth_again(error: DBAPIError) -> bool:
-    # A unique violation: a concurrent create of the same key won; run alone again, the rules
-    # then see its row and answer 409.
-    return getattr(error.orig, "sqlstate", None) == "23505"
-
-
-async def _rollback_quietly(conn: AsyncConnection) -> None:
-    with suppress(DBAPIError):
-        await conn.rollback()
+async def _rollback_quietly(pg: psycopg.AsyncConnection[Any]) -> None:
+    with suppress(psycopg.Error):
+        await pg.rollback()

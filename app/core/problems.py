@@ -64,11 +64,14 @@ async def _on_domain_error(request: Request, error: Exception) -> ProblemRespons
     return problem_response(error)
 
 
+_NOT_JSON = "the body is not valid JSON (NaN, Infinity and lone surrogates included)"
+
+
 async def _on_validation_error(request: Request, error: Exception) -> ProblemResponse:
     assert isinstance(error, RequestValidationError)
     items = [_error_item(e) for e in error.errors()]
     if any(e.get("type") == "json_invalid" for e in error.errors()):
-        items = [{"loc": ["body"], "msg": "the body is not valid JSON (NaN and Infinity included)"}]
+        items = [{"loc": ["body"], "msg": _NOT_JSON}]
     first = items[0] if items else {"loc": ["body"], "msg": "invalid"}
     where = ".".join(str(part) for part in first["loc"])
     message = f"Invalid request: {where}: {first['msg']}."
@@ -109,12 +112,16 @@ def is_disconnect(error: DBAPIError) -> bool:
 
 def database_problem(error: DBAPIError) -> DomainError:
     """The 503 for a database error that says nothing was applied; raises nothing."""
-    sqlstate = getattr(error.orig, "sqlstate", None)
+    if is_disconnect(error):
+        return ServiceUnavailable("database_unavailable", "The database is unreachable; retry.")
+    return database_code(getattr(error.orig, "sqlstate", None))
+
+
+def database_code(sqlstate: str | None) -> DomainError:
+    """The 503 for a statement the database refused (by SQLSTATE): nothing was applied."""
     if sqlstate in _RETRYABLE:
         code, message = _RETRYABLE[sqlstate]
         return ServiceUnavailable(code, f"{message} Nothing was applied; retry.")
-    if is_disconnect(error):
-        return ServiceUnavailable("database_unavailable", "The database is unreachable; retry.")
     return ServiceUnavailable("database_error", "The database refused the change; retry.")
 
 
