@@ -52,7 +52,7 @@ class Outcome:
     to run in a later batch (a repeated Idempotency-Key: it replays this batch's answer)."""
 
     replies: dict[int, Reply | Exception] = field(default_factory=dict)
-    deferred: list[int] = field(default_factory=list)
+    deferred: dict[int, frozenset[Hashable]] = field(default_factory=dict)  # → the keys held
     later: list[int] = field(default_factory=list)
 
 
@@ -173,20 +173,18 @@ async def _lock(
 ) -> tuple[dict[str, Any], list[int]]:
     wants = [command.wants() for command in commands]
     states: dict[str, Any] = {}
-    blocked: set[int] = set()
+    blocked: dict[int, set[Hashable]] = {}
     started = time.perf_counter()
     for table in tables:
         keys = list(dict.fromkeys(k for want in wants for k in want.get(table.name, ())))
         states[table.name], held = await table.lock(conn, keys, wait=wait)
-        if held:
-            blocked |= {i for i, want in enumerate(wants) if _any_in(want.get(table.name), held)}
+        for index, want in enumerate(wants) if held else ():
+            mine = held.intersection(want.get(table.name, ()))
+            if mine:
+                blocked.setdefault(index, set()).update(mine)
     LOCK_WAIT_SECONDS.observe(time.perf_counter() - started)
-    outcome.deferred.extend(sorted(blocked))
+    outcome.deferred.update((index, frozenset(keys)) for index, keys in blocked.items())
     return states, [i for i in range(len(commands)) if i not in blocked]
-
-
-def _any_in(keys: Sequence[Hashable] | None, held: set[Hashable]) -> bool:
-    return keys is not None and any(key in held for key in keys)
 
 
 async def _claim_keys(
@@ -224,7 +222,7 @@ async def _claim_keys(
         if key in stored:
             outcome.replies[index] = _replay(stored[key], commands[index])
         else:  # in flight in another transaction
-            outcome.deferred.append(index)
+            outcome.deferred[index] = frozenset({("Idempotency-Key", *key)})
     return [index for index in runnable if index not in skip]
 
 
