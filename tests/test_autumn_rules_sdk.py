@@ -62,6 +62,18 @@ def create_raw(service_url: str, keys: dict[str, str]) -> Any:
     return create
 
 
+SECONDS_NOT_MILLIS = 1_790_000_000  # epoch seconds (2026), read as milliseconds: January 1970
+
+
+def refused(call: Any, field: str) -> None:
+    with pytest.raises(AutumnError) as raised:
+        call()
+    assert raised.value.status_code == 422
+    body = json.loads(raised.value.body)
+    assert body["code"] == "invalid_request"
+    assert [field] in [error["loc"] for error in body["errors"]], body
+
+
 def remaining_by_id(autumn: Autumn, customer: str) -> dict[str, float]:
     return {b.id: b.remaining for b in autumn.balances.list(customer_id=customer).list}
 
@@ -157,18 +169,49 @@ def test_unlimited_feature_balance_reports_granted_and_remaining_zero(
     assert (check.balance.granted, check.balance.remaining, check.balance.usage) == (0, 0, 12)
 
 
+# --- 6. balances.delete with recalculate_balances moves the usage onto the survivors ----------
+
+
+def test_delete_with_recalculate_balances_keeps_the_usage(autumn: Autumn, customer: str) -> None:
+    create = autumn.balances.create
+    create(
+        customer_id=customer, feature_id="api_calls", included_grant=10, reset={"interval": "day"}
+    )
+    create(
+        customer_id=customer, feature_id="api_calls", included_grant=10, reset={"interval": "month"}
+    )
+    create(customer_id=customer, feature_id="api_calls", included_grant=5)
+    autumn.track(customer_id=customer, feature_id="api_calls", value=8)  # all on the daily one
+    deleted = autumn.balances.delete(
+        customer_id=customer, feature_id="api_calls", interval="day", recalculate_balances=True
+    )
+    assert deleted.success is True
+    left = {
+        (b.reset.interval if b.reset else "one_off"): (b.usage, b.remaining)
+        for b in autumn.balances.list(customer_id=customer).list
+    }
+    assert left == {"month": (8, 2), "one_off": (0, 5)}
+    check = autumn.check(customer_id=customer, feature_id="api_calls", required_balance=7)
+    assert check.balance is not None and check.balance.usage == 8
+    assert check.balance.remaining == 7 and check.allowed is True
+
+
+def test_delete_with_recalculate_balances_and_nowhere_to_go_is_refused(
+    autumn: Autumn, customer: str
+) -> None:
+    autumn.balances.create(customer_id=customer, feature_id="api_calls", included_grant=10)
+    autumn.track(customer_id=customer, feature_id="api_calls", value=4)
+    refused(
+        lambda: autumn.balances.delete(
+            customer_id=customer, feature_id="api_calls", recalculate_balances=True
+        ),
+        "recalculate_balances",
+    )
+    [kept] = autumn.balances.list(customer_id=customer).list
+    assert (kept.usage, kept.remaining) == (4, 6)
+
+
 # --- 8. impossible values: 422, nothing changed (stricter than Autumn on purpose) -------------
-
-SECONDS_NOT_MILLIS = 1_790_000_000  # epoch seconds (2026), read as milliseconds: January 1970
-
-
-def refused(call: Any, field: str) -> None:
-    with pytest.raises(AutumnError) as raised:
-        call()
-    assert raised.value.status_code == 422
-    body = json.loads(raised.value.body)
-    assert body["code"] == "invalid_request"
-    assert [field] in [error["loc"] for error in body["errors"]], body
 
 
 def test_impossible_updates_are_refused_and_change_nothing(autumn: Autumn, customer: str) -> None:

@@ -10,13 +10,15 @@ is what rules out deadlocks.
 """
 
 import enum
+from copy import copy
 from datetime import datetime
 from decimal import Decimal
 
 from app.balances.errors import InsufficientBalance
 from app.balances.models import Interval
 from app.balances.rows import BalanceRow
-from app.balances.rules import check_range, record
+from app.balances.rules import Change, check_range, delete, record, reset_if_due
+from app.core.errors import InvalidRequest
 from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
 
@@ -49,6 +51,14 @@ def deduction_order(balances: list[BalanceRow]) -> list[BalanceRow]:
         return (limited, period * balance.interval_count, expires, balance.created_at, balance.id)
 
     return sorted(balances, key=key)
+
+
+def draw_order(balances: list[BalanceRow]) -> list[BalanceRow]:
+    """The order a scope uses ``balances`` in: an entity's own balances first, then the
+    customer-level ones (its fallback pool), each group in deduction order."""
+    own = [balance for balance in balances if balance.entity_id is not None]
+    pool = [balance for balance in balances if balance.entity_id is None]
+    return deduction_order(own) + deduction_order(pool)
 
 
 def give_back_order(ordered: list[BalanceRow]) -> list[BalanceRow]:
@@ -123,3 +133,40 @@ def apply_usage(
         check_range(row)
         entries.append(record(row, kind, now, remaining_delta=-amount, usage_delta=amount))
     return entries
+
+
+def delete_moving_usage(target: BalanceRow, others: list[BalanceRow], now: datetime) -> Change:
+    """``balances.delete`` with ``recalculate_balances`` (Autumn's rule): close ``target`` and
+    move its usage onto the balances that survive it.
+
+    ``others``: every locked balance its scope draws on (for an entity balance, the entity's
+    and its customer's). The survivors are the live ones besides ``target``; due resets are
+    persisted first, on all of them. The usage ``target`` has now (none if it has expired: it
+    no longer counts) is deducted from them in draw order as Autumn's ``allow`` does: each
+    takes what it has left, and the rest lands on the first one (``overflow``), one ``track``
+    entry each. A negative usage is given back instead. With usage to move and no survivor,
+    there is nowhere to keep it: 422, nothing changes (Autumn keeps the deleted balance alive
+    as a grant-less carrier of that usage instead).
+    """
+    change = delete(target, now)
+    [closed] = change.deleted
+    usage = ZERO if target.is_expired(now) else closed.usage  # after a due reset
+    survivors = []
+    for row in draw_order([r for r in others if r.id != target.id and not r.is_expired(now)]):
+        row = copy(row)
+        reset = reset_if_due(row, now)
+        if reset is not None:
+            change.entries.append(reset)
+        survivors.append(row)
+    if usage != 0 and not survivors:
+        where = f"entity '{target.entity_id}' or its customer" if target.entity_id else "customer"
+        raise InvalidRequest(
+            f"recalculate_balances: no other live balance of feature '{target.feature_id}' for "
+            f"the {where} can take the {usage} used on balance '{target.id}'. Delete without "
+            "recalculate_balances, or first create the balance that should carry it.",
+            "recalculate_balances",
+        )
+    plan = plan_deduction(survivors, usage, OverageBehavior.OVERFLOW)
+    change.entries += apply_usage(plan, EntryKind.TRACK, now)
+    change.saved += survivors
+    return change

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.balances import rules
+from app.balances.allocation import delete_moving_usage
 from app.balances.errors import BalanceExists
 from app.balances.models import Interval
 from app.balances.periods import boundary
@@ -187,10 +188,37 @@ class DeleteBalance(Enveloped):
         return self.params.customer_id
 
     def wants(self) -> Mapping[str, Sequence[Hashable]]:
-        return {TABLE: [_target_key(self.params)]}
+        keys = [_target_key(self.params)]
+        return {TABLE: keys + [key for key in self._draws_on() if key not in keys]}
+
+    def _draws_on(self) -> list[ScopeKey]:
+        """With ``recalculate_balances``: the scopes whose balances take the deleted usage
+        (an entity's own, then its customer's; or the customer's)."""
+        p = self.params
+        if not p.recalculate_balances:
+            return []
+        assert p.feature_id is not None  # the schema requires it with recalculate_balances
+        own = ScopeKey(p.customer_id, p.feature_id, p.entity_id)
+        return [own] if p.entity_id is None else [own, ScopeKey(p.customer_id, p.feature_id, None)]
 
     def apply(self, states: Mapping[str, Any]) -> Reply:
         p, now = self.params, self.now
-        target = _target(states[TABLE], _target_key(p), p, now)
-        keep(states, rules.delete(target, now), self.envelope.context)
+        balances: LockedBalances = states[TABLE]
+        target = _target(balances, _target_key(p), p, now)
+        scopes = self._draws_on()
+        if not scopes:
+            change = rules.delete(target, now)
+        elif target.scope != scopes[0]:
+            # Only reachable by balance_id: the balance is not in the scope the request names,
+            # so the balances that should take its usage are not the ones locked.
+            raise InvalidRequest(
+                f"Balance '{target.id}' belongs to "
+                + (f"entity '{target.entity_id}'" if target.entity_id else "the customer")
+                + ": give its entity_id with recalculate_balances.",
+                "entity_id",
+            )
+        else:
+            others = [row for scope in scopes for row in balances.scope(scope)]
+            change = delete_moving_usage(target, others, now)
+        keep(states, change, self.envelope.context)
         return render_reply(SuccessResponse())

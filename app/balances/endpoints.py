@@ -127,5 +127,12 @@ async def delete_balance(
     """Delete one balance (same targeting rules as update).
 
     Its ledger stays, closed by a `delete` entry that takes it to zero.
+
+    With `recalculate_balances: true` (Autumn's rule; needs `feature_id`), the usage the
+    balance has now moves onto the live balances that survive it: for an entity balance the
+    entity's others, then its customer's; for a customer-level one, the customer's. They take it
+    in deduction order, each what it has left and the rest past zero on the first of them, with
+    a `track` entry each, in the same transaction. With usage to move and no survivor, the
+    answer is `422` and nothing changes.
     """
     return await submit(request, DeleteBalance(params, envelope))

@@ -119,13 +119,18 @@ class DeleteBalanceParams(RequestSchema):
     interval: Interval | None = None
     balance_id: ExternalId | None = None
     recalculate_balances: StrictBool | None = Field(
-        default=None, description="Accepted for Autumn compatibility; has no effect here."
+        default=None,
+        description="Move the deleted balance's usage onto the live balances that survive it "
+        "(the entity's, then its customer's; or the customer's), in deduction order, the "
+        "rest past zero on the first of them. Needs `feature_id`.",
     )
 
     @model_validator(mode="after")
     def _needs_a_target(self) -> "DeleteBalanceParams":
         if self.feature_id is None and self.balance_id is None:
             raise ValueError("give feature_id or balance_id to say which balance to delete")
+        if self.recalculate_balances and self.feature_id is None:
+            raise ValueError("feature_id is required when recalculate_balances is true")
         return self
 
 

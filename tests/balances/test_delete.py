@@ -2,8 +2,10 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from app.core.clock import FrozenClock
+from app.core.types import to_epoch_ms
 from tests.conftest import START
 from tests.helpers import Api, problem
 
@@ -189,3 +191,152 @@ async def test_recreated_key_starts_a_fresh_ledger(api: Api) -> None:
 async def _remaining_ids(api: Api) -> list[str]:
     page = await api.ok("balances.list", {"customer_id": "cus_1"})
     return [balance["id"] for balance in page["list"]]
+
+
+# --- recalculate_balances: the deleted usage moves onto the survivors (Autumn's rule) ---------
+
+
+def delete_body(**fields: Any) -> dict[str, Any]:
+    return {"customer_id": "cus_1", "feature_id": "api_calls", **fields}
+
+
+async def shown(api: Api) -> dict[str, tuple[Any, Any]]:
+    page = await api.ok("balances.list", {"customer_id": "cus_1"})
+    return {balance["id"]: (balance["usage"], balance["remaining"]) for balance in page["list"]}
+
+
+async def test_recalculate_moves_the_usage_onto_the_survivors_in_deduction_order(
+    api: Api,
+) -> None:
+    daily = await api.create(included_grant=10, reset={"interval": "day"})
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    one_off = await api.create(included_grant=5)
+    await api.update(interval="day", usage=7)
+    await api.update(interval="month", usage=6)
+    body = delete_body(interval="day", recalculate_balances=True)
+    assert (await api.ok("balances.delete", body)) == {"success": True}
+    # The monthly balance had 4 left and takes 4; the one_off takes the other 3.
+    assert await shown(api) == {monthly["id"]: (10, 0), one_off["id"]: (3, 2)}
+    assert api.ledger_kinds(daily["id"]) == ["create", "set_usage", "delete"]
+    assert api.ledger(monthly["id"])[-1] == {
+        "kind": "track",
+        "remaining_delta": -4,
+        "usage_delta": 4,
+        "remaining_after": 0,
+        "usage_after": 10,
+    }
+    assert api.ledger(one_off["id"])[-1]["kind"] == "track"
+    assert api.invariant_violations() == []
+
+
+async def test_recalculate_puts_what_does_not_fit_on_the_first_survivor(api: Api) -> None:
+    await api.create(included_grant=10, reset={"interval": "day"})
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    one_off = await api.create(included_grant=5)
+    await api.update(interval="day", usage=20)
+    await api.ok("balances.delete", delete_body(interval="day", recalculate_balances=True))
+    # 20 moves: 10 and 5 fill the survivors, the 5 left go past zero on the first (monthly).
+    assert await shown(api) == {monthly["id"]: (15, -5), one_off["id"]: (5, 0)}
+    assert api.invariant_violations() == []
+
+
+async def test_recalculate_onto_an_unlimited_survivor_leaves_the_limited_ones(api: Api) -> None:
+    await api.create(included_grant=10, reset={"interval": "day"})
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    unlimited = await api.create(unlimited=True, reset={"interval": "year"})
+    await api.update(interval="day", usage=6)
+    await api.ok("balances.delete", delete_body(interval="day", recalculate_balances=True))
+    assert await shown(api) == {monthly["id"]: (0, 10), unlimited["id"]: (6, 0)}
+
+
+async def test_recalculate_of_an_entity_balance_falls_back_to_the_customer_pool(
+    api: Api,
+) -> None:
+    seat = await api.create(included_grant=5, entity_id="seat_1")
+    pool = await api.create(included_grant=10)
+    other_seat = await api.create(included_grant=5, entity_id="seat_2")
+    await api.update(entity_id="seat_1", usage=3)
+    body = delete_body(entity_id="seat_1", recalculate_balances=True)
+    await api.ok("balances.delete", body)
+    assert await shown(api) == {pool["id"]: (3, 7), other_seat["id"]: (0, 5)}
+    assert api.ledger_kinds(seat["id"])[-1] == "delete"
+
+
+async def test_recalculate_with_nowhere_to_move_the_usage_is_refused(api: Api) -> None:
+    balance = await api.create(included_grant=10)
+    await api.update(usage=4)
+    body = delete_body(recalculate_balances=True)
+    error = problem(await api.post("balances.delete", body), 422, "invalid_request")
+    assert ["recalculate_balances"] in [e["loc"] for e in error["errors"]]
+    assert api.ledger_kinds(balance["id"]) == ["create", "set_usage"]
+    assert api.count("balances") == 1
+
+
+async def test_recalculate_of_an_unused_balance_just_deletes_it(api: Api) -> None:
+    balance = await api.create(included_grant=10)
+    await api.ok("balances.delete", delete_body(recalculate_balances=True))
+    assert api.ledger_kinds(balance["id"]) == ["create", "delete"]
+    assert api.count("balances") == 0
+
+
+async def test_recalculate_moves_nothing_of_a_period_that_has_reset(
+    api: Api, clock: FrozenClock
+) -> None:
+    await api.create(included_grant=10, reset={"interval": "day"})
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    await api.update(interval="day", usage=7)
+    clock.set(START + timedelta(days=1, hours=1))
+    await api.ok("balances.delete", delete_body(interval="day", recalculate_balances=True))
+    assert await shown(api) == {monthly["id"]: (0, 10)}
+
+
+async def test_recalculate_moves_nothing_of_an_expired_balance(
+    api: Api, clock: FrozenClock
+) -> None:
+    expiring = await api.create(
+        included_grant=10,
+        reset={"interval": "day"},
+        expires_at=to_epoch_ms(START + timedelta(hours=1)),
+    )
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    await api.update(balance_id=expiring["id"], usage=7)
+    clock.set(START + timedelta(hours=2))
+    body = delete_body(balance_id=expiring["id"], recalculate_balances=True)
+    await api.ok("balances.delete", body)
+    assert await shown(api) == {monthly["id"]: (0, 10)}
+    assert api.ledger_kinds(expiring["id"])[-1] == "delete"
+
+
+async def test_recalculate_needs_a_feature_id(api: Api) -> None:
+    balance = await api.create(included_grant=10)
+    body = {"customer_id": "cus_1", "balance_id": balance["id"], "recalculate_balances": True}
+    problem(await api.post("balances.delete", body), 422, "invalid_request")
+    assert api.count("balances") == 1
+
+
+async def test_recalculate_by_balance_id_needs_the_entity_of_an_entity_balance(
+    api: Api,
+) -> None:
+    seat = await api.create(included_grant=5, entity_id="seat_1")
+    await api.create(included_grant=10)
+    await api.update(entity_id="seat_1", usage=2)
+    body = delete_body(balance_id=seat["id"], recalculate_balances=True)
+    error = problem(await api.post("balances.delete", body), 422, "invalid_request")
+    assert ["entity_id"] in [e["loc"] for e in error["errors"]]
+    assert api.count("balances") == 2
+    await api.ok("balances.delete", {**body, "entity_id": "seat_1"})
+    assert [usage for usage, _ in (await shown(api)).values()] == [2]
+
+
+async def test_without_recalculate_the_usage_goes_with_the_balance(api: Api) -> None:
+    await api.create(included_grant=10, reset={"interval": "day"})
+    monthly = await api.create(included_grant=10, reset={"interval": "month"})
+    await api.update(interval="day", usage=7)
+    for flag in (None, False):
+        body = delete_body(interval="day")
+        if flag is not None:
+            body["recalculate_balances"] = flag
+        await api.ok("balances.delete", body)
+        assert await shown(api) == {monthly["id"]: (0, 10)}
+        await api.create(included_grant=10, reset={"interval": "day"})
+        await api.update(interval="day", usage=7)

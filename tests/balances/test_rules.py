@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.balances.allocation import deduction_order, delete_moving_usage
 from app.balances.errors import (
     AmbiguousBalance,
     AmountOutOfRange,
@@ -474,6 +475,75 @@ def test_delete_closes_the_ledger_to_zero(target: BalanceRow) -> None:
     assert [e.kind for e in change.entries] == (
         [EntryKind.RESET, EntryKind.DELETE] if due else [EntryKind.DELETE]
     )
+
+
+# Often a used, live one_off target (no reset clears its usage) and live survivors: the cases
+# where usage moves.
+USED = balance_rows().map(
+    lambda row: replace(
+        row,
+        usage=abs(row.usage) + 1,
+        expires_at=None,
+        interval=Interval.ONE_OFF,
+        reset_anchor_at=None,
+        next_reset_at=None,
+    )
+)
+SURVIVORS = st.lists(
+    balance_rows().map(lambda row: replace(row, expires_at=None)) | balance_rows(),
+    max_size=4,
+    unique_by=lambda row: row.id,
+)
+
+
+@FEWER
+@given(USED | balance_rows(), SURVIVORS)
+def test_delete_with_recalculate_moves_the_usage_onto_the_survivors(
+    target: BalanceRow, others: list[BalanceRow]
+) -> None:
+    """``recalculate_balances``: the target closes to 0 and the usage it has now (none once
+    expired) lands on the live survivors, all of it, in deduction order, what does not fit on
+    the first; with usage and no survivor, 422 and nothing changes. Every ledger stays closed
+    and the inputs are untouched."""
+    others = [row for row in others if row.id != target.id]
+    pristine = deepcopy((target, others))
+    current = copy(target)
+    reset_if_due(current, NOW)
+    moved = ZERO if target.is_expired(NOW) else current.usage
+    live = [row for row in others if not row.is_expired(NOW)]
+    if moved != 0 and not live:
+        with pytest.raises(InvalidRequest):
+            delete_moving_usage(target, others, NOW)
+        assert (target, others) == pristine
+        return
+    change = delete_moving_usage(target, others, NOW)
+    assert (target, others) == pristine
+    [closed] = change.deleted
+    assert closed.key == target.key and change.inserted == []
+    assert_ledger_of(target, [e for e in change.entries if e.balance_id == target.id], None)
+    saved = {row.id: row for row in change.saved}
+    assert set(saved) == {row.id for row in live}  # expired balances take nothing
+    before = {}
+    for row in live:
+        up_to_date = copy(row)
+        reset_if_due(up_to_date, NOW)
+        before[row.id] = up_to_date
+        assert_ledger_of(row, [e for e in change.entries if e.balance_id == row.id], saved[row.id])
+        kinds = [e.kind for e in change.entries if e.balance_id == row.id]
+        assert set(kinds) <= {EntryKind.RESET, EntryKind.TRACK}
+    taken = {row_id: saved[row_id].usage - before[row_id].usage for row_id in saved}
+    if moved >= 0:
+        assert sum(taken.values(), ZERO) == moved  # all of it, nothing dropped
+        ordered = deduction_order(list(before.values()))
+        past_zero = {
+            row.id
+            for row in ordered
+            if not row.unlimited and taken[row.id] > max(row.remaining, ZERO)
+        }
+        assert past_zero <= {ordered[0].id} if ordered else not past_zero
+    else:  # a negative usage (set before it was refused) is given back, never below 0 usage
+        assert moved <= sum(taken.values(), ZERO) <= 0
+        assert all(saved[i].usage >= min(before[i].usage, ZERO) for i in saved)
 
 
 # --- record and check_range ------------------------------------------------------------------
