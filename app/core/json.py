@@ -29,17 +29,40 @@ def _refuse_constant(name: str) -> Any:
 MAX_DEPTH = 32  # no request of ours nests deeper than 4; anything past this is an attack
 
 
-def _too_deep(value: Any) -> bool:
-    """Whether containers nest deeper than MAX_DEPTH (iterative: recursion could overflow)."""
+def _is_text(value: str) -> bool:
+    """Whether ``value`` is Unicode text: no lone surrogate, so it encodes as UTF-8."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _refusal(value: Any) -> str | None:
+    """Why a parsed body is refused, or None. Iterative: recursion could overflow.
+
+    - Containers nested deeper than MAX_DEPTH: later steps (fingerprints, validation) recurse.
+    - A string, or an object key, with a lone surrogate: ``"\\ud800"`` is valid JSON syntax,
+      and Python's parser also lets the UTF-8-encoded bytes of a surrogate through, but it is
+      no text (I-JSON, RFC 7493, forbids it). It could be neither fingerprinted, logged nor
+      stored as UTF-8, and a field that takes any string would otherwise carry it that far.
+    """
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, dict | list):
+        if isinstance(item, str):
+            if not _is_text(item):
+                return "a string holds a lone surrogate (\\ud800-\\udfff)"
+        elif isinstance(item, dict | list):
             if depth > MAX_DEPTH:
-                return True
+                return "nested too deeply"
+            if isinstance(item, dict) and not all(_is_text(key) for key in item):
+                return "an object key holds a lone surrogate (\\ud800-\\udfff)"
             children = item.values() if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
-    return False
+    return None
 
 
 def loads_exact(raw: bytes | str) -> Any:
@@ -51,8 +74,9 @@ def loads_exact(raw: bytes | str) -> Any:
         raise json.JSONDecodeError("nested too deeply", "", 0) from error
     except ValueError as error:  # an integer of more than 4300 digits, invalid UTF-8…
         raise json.JSONDecodeError(str(error), "", 0) from error
-    if _too_deep(parsed):  # later steps (fingerprints, validation) recurse over the body
-        raise json.JSONDecodeError("nested too deeply", "", 0)
+    refusal = _refusal(parsed)
+    if refusal is not None:
+        raise json.JSONDecodeError(refusal, "", 0)
     return parsed
 
 
