@@ -45,6 +45,9 @@ async def create_balance(
 
     The key (customer, feature, entity, interval) is unique: a second create of the same key is
     refused with `409 balance_exists`. Writes a `create` ledger entry.
+
+    An `included_grant` below zero, or an `expires_at` / `next_reset_at` not in the future
+    (times are epoch milliseconds, not seconds), is refused with `422` and nothing is created.
     """
     command = CreateBalance(params, new_balance_id(), envelope)
     return await submit(request, command)
@@ -69,6 +72,9 @@ async def update_balance(
     - `remaining: x` sets remaining to exactly x; `add_to_balance: d` adds a signed d (both change
       `adjustment`, so `granted`); `usage: u` sets usage. At most one of the three.
     - `included_grant`, `next_reset_at`, `expires_at` set those fields.
+    - Impossible values are refused with `422` and nothing changes: `usage` or
+      `included_grant` below zero, `next_reset_at` or `expires_at` not in the future (times are
+      epoch milliseconds, not seconds).
     - Target: `balance_id`, else the live balance of (customer, feature, entity, interval); with
       no `interval` and several matches, `409 ambiguous_balance` and nothing changes.
 
