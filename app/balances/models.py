@@ -15,7 +15,6 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
-    Numeric,
     Text,
     UniqueConstraint,
     false,
@@ -23,9 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base, one_of
-
-AMOUNT = Numeric(30, 9)
+from app.core.models import AMOUNT, Base, one_of
 
 
 class Interval(enum.StrEnum):

@@ -12,8 +12,11 @@ name that already carries the prefix (0001 did; 0008 renamed the results).
 import enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, MetaData
+from sqlalchemy import ColumnElement, MetaData, Numeric
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
+
+# Every money-like quantity: exact, 15 digits before the point and 9 after (never float).
+AMOUNT = Numeric(30, 9)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -12,8 +12,7 @@ from decimal import Decimal
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.balances.models import AMOUNT
-from app.core.models import Base, one_of
+from app.core.models import AMOUNT, Base, one_of
 
 
 class EntryKind(enum.StrEnum):

@@ -11,11 +11,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Numeric, Text, text
+from sqlalchemy import CheckConstraint, DateTime, Index, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base, one_of
+from app.core.models import AMOUNT, Base, one_of
 
 
 class LockStatus(enum.StrEnum):
@@ -51,7 +51,7 @@ class BalanceLock(Base):
     feature_id: Mapped[str] = mapped_column(Text)
     entity_id: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
-    amount: Mapped[Decimal] = mapped_column(Numeric(30, 9))
+    amount: Mapped[Decimal] = mapped_column(AMOUNT)
     # [{"balance_id": str, "value": "decimal as text", "period": the balance's reset_count}]
     items: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
     overage_behavior: Mapped[str] = mapped_column(Text)
