@@ -4,40 +4,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    ConfigDict,
-    Field,
-    StrictBool,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from app.balances.models import Interval
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow
 from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
-from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
+from app.core.types import EpochMillis, ExternalId, NonNegativeQuantity, Quantity, QuantityOut
 
 BalanceStatus = Literal["active", "expired"]
 ZERO = Decimal(0)
-
-NonNegativeQuantity = Annotated[
-    Quantity,
-    Field(ge=0),
-    WithJsonSchema(
-        {
-            "type": "number",
-            "minimum": 0,
-            "exclusiveMaximum": 10**15,
-            "description": "Exact: at most 9 decimal places; never below 0.",
-        }
-    ),
-]
-"""A usage or a grant: an exact quantity that cannot be negative (422 otherwise)."""
 
 
 class ResetParams(RequestSchema):

@@ -13,7 +13,7 @@ from app.balances.schemas import Balance, Reset
 from app.core.errors import DomainError
 from app.core.problems import problem_reply
 from app.core.schemas import Problem, RequestSchema, ResponseSchema
-from app.core.types import EpochMillis, ExternalId, Quantity, QuantityOut
+from app.core.types import EpochMillis, ExternalId, NonNegativeQuantity, Quantity, QuantityOut
 
 BATCH_TRACK_LIMIT = 1000
 
@@ -41,7 +41,7 @@ class CheckParams(RequestSchema):
         description="The entity's own balances, then its customer's; absent: the "
         "customer-level ones.",
     )
-    required_balance: Quantity = Field(default=1, ge=0, validate_default=True)
+    required_balance: NonNegativeQuantity = Field(default=1, validate_default=True)
     send_event: StrictBool | None = Field(
         default=None,
         description="When allowed, also deduct `required_balance` (all or nothing). With "

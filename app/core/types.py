@@ -66,6 +66,22 @@ Quantity = Annotated[
 ]
 """An exact amount: a JSON number, finite, at most 9 decimals, magnitude below 10^15."""
 
+NonNegativeQuantity = Annotated[
+    Quantity,
+    Field(ge=0),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": 10**15,
+            "description": "Exact: at most 9 decimal places; never below 0.",
+        }
+    ),
+]
+"""A quantity that cannot be negative (422 otherwise). Its own JSON schema: a bound given as
+``Field(ge=0)`` on a ``Quantity`` field is lost from the document (``Quantity``'s schema
+replaces it), or leaks as a ``"ge"`` keyword that JSON Schema does not know."""
+
 QuantityOut = Annotated[
     Decimal, PlainSerializer(normalize_decimal), WithJsonSchema({"type": "number"})
 ]
@@ -95,7 +111,14 @@ EpochMillis = Annotated[
     datetime,
     BeforeValidator(from_epoch_ms),
     PlainSerializer(to_epoch_ms),
-    WithJsonSchema({"type": "integer", "description": "Unix epoch milliseconds"}),
+    WithJsonSchema(
+        {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": _MAX_EPOCH_MS,
+            "description": "Unix epoch milliseconds",
+        }
+    ),
 ]
 """A point in time on the wire: Unix epoch milliseconds (a JSON number)."""
 

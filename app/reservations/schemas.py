@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import Field
 
 from app.core.schemas import RequestSchema
-from app.core.types import ExternalId, Quantity
+from app.core.types import ExternalId, NonNegativeQuantity
 
 
 class FinalizeAction(enum.StrEnum):
@@ -24,7 +24,7 @@ class FinalizeLockParams(RequestSchema):
     action: FinalizeAction = Field(
         description="`confirm` keeps the deduction; `release` returns it."
     )
-    override_value: Quantity | None = Field(
-        default=None, ge=0, description="With `confirm`: deduct exactly this instead."
+    override_value: NonNegativeQuantity | None = Field(
+        default=None, description="With `confirm`: deduct exactly this instead."
     )
     properties: dict[str, Any] | None = Field(default=None, description="Accepted; not stored.")
