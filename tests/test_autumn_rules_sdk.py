@@ -146,12 +146,6 @@ def test_unlimited_balance_takes_everything_and_reports_remaining_zero(
     assert (shown.remaining, shown.usage) == (0, 12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the feature balance is built by FeatureBalance.of (app/consumption/schemas.py, "
-    "owned elsewhere): it must take granted/remaining/usage from "
-    "app.balances.schemas.FeatureAmounts.of",
-)
 def test_unlimited_feature_balance_reports_granted_and_remaining_zero(
     autumn: Autumn, customer: str
 ) -> None:

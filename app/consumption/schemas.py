@@ -9,7 +9,7 @@ from pydantic import Field, RootModel, StrictBool, field_validator
 from app.balances.allocation import OverageBehavior
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow
-from app.balances.schemas import Balance, Reset
+from app.balances.schemas import Balance, FeatureAmounts, Reset
 from app.core.errors import DomainError
 from app.core.problems import problem_reply
 from app.core.schemas import Problem, RequestSchema, ResponseSchema
@@ -99,11 +99,12 @@ class FeatureBalance(ResponseSchema):
             return None
         states = [state_at(balance, now) for balance in balances]
         resets = [s.next_reset_at for s in states if s.next_reset_at is not None]
+        amounts = FeatureAmounts.of(balances, now)  # unlimited: granted and remaining are 0
         return cls(
             feature_id=feature_id,
-            granted=sum((s.granted for s in states), Decimal(0)),
-            remaining=sum((s.remaining for s in states), Decimal(0)),
-            usage=sum((s.usage for s in states), Decimal(0)),
+            granted=amounts.granted,
+            remaining=amounts.remaining,
+            usage=amounts.usage,
             unlimited=any(b.unlimited for b in balances),
             overage_allowed=any(b.overage_allowed for b in balances),
             next_reset_at=min(resets, default=None),
