@@ -55,7 +55,9 @@ def deduction_order(balances: list[BalanceRow]) -> list[BalanceRow]:
 
 def draw_order(balances: list[BalanceRow]) -> list[BalanceRow]:
     """The order a scope uses ``balances`` in: an entity's own balances first, then the
-    customer-level ones (its fallback pool), each group in deduction order."""
+    customer-level ones (its fallback pool), each group in deduction order. The same order as
+    ``reservations.rules.draw_order`` (which ``balances`` cannot import): a delete that moves
+    usage draws on the survivors as a track of that scope would."""
     own = [balance for balance in balances if balance.entity_id is not None]
     pool = [balance for balance in balances if balance.entity_id is None]
     return deduction_order(own) + deduction_order(pool)
@@ -74,8 +76,8 @@ def plan_deduction(
     """Split ``value`` over ``ordered`` balances: ``[(balance, amount)]``, amounts non-zero.
 
     Each balance first gives what it has left (an unlimited one, first in deduction order,
-    takes everything). What no
-    balance has left (Autumn's second pass) goes whole to one balance:
+    takes everything). What no balance has left (Autumn's second pass) goes whole to one
+    balance:
 
     - ``overflow``: the first balance in order (the resetting, shortest-period one), whose
       debt the next reset clears;
