@@ -262,6 +262,19 @@ async def test_recalculate_of_an_entity_balance_falls_back_to_the_customer_pool(
     assert api.ledger_kinds(seat["id"])[-1] == "delete"
 
 
+async def test_recalculate_of_an_entity_balance_sinks_into_its_customers_unlimited_one(
+    api: Api,
+) -> None:
+    await api.create(included_grant=5, entity_id="seat_1", reset={"interval": "day"})
+    other = await api.create(included_grant=5, entity_id="seat_1")
+    unlimited = await api.create(unlimited=True)
+    await api.update(entity_id="seat_1", interval="day", usage=4)
+    body = delete_body(entity_id="seat_1", interval="day", recalculate_balances=True)
+    await api.ok("balances.delete", body)
+    # As a track for seat_1 would: the customer's unlimited balance leads and takes it all.
+    assert await shown(api) == {other["id"]: (0, 5), unlimited["id"]: (4, 0)}
+
+
 async def test_recalculate_with_nowhere_to_move_the_usage_is_refused(api: Api) -> None:
     balance = await api.create(included_grant=10)
     await api.update(usage=4)
