@@ -4,13 +4,14 @@ The steps, always in this order (Formance's single write path, TigerBeetle's bat
 
 1. lock the rows every command wants, table by table in the registered order, rows in key
    order; on the batch path without waiting (``SKIP LOCKED``): a command whose rows another
-   transaction holds is *deferred* to the waiting path instead of stalling the batch;
+   transaction holds is *deferred* (to later batches, then the waiting path; see ``batcher``)
+   instead of stalling the batch;
 2. claim the batch's ``Idempotency-Key``s in one statement: a key already answered is replayed,
    a key in flight elsewhere is deferred;
 3. apply each command's pure rules in arrival order, each seeing the previous one's result
    (many deltas to one hot balance become one row write, with one ledger entry each);
-4. write changed rows, ledger entries and idempotency answers, a statement per kind;
-5. commit once. Only then is anyone answered.
+4. write changed rows, ledger entries and idempotency answers, a statement per kind, and
+5. commit, all down one psycopg pipeline (one round trip). Only then is anyone answered.
 
 A command whose rules fail gets its own error and costs the others nothing. A batch the
 database refuses (a constraint, a timeout) is rolled back whole and ``Retry`` tells the caller
