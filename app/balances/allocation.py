@@ -56,9 +56,9 @@ def deduction_order(balances: list[BalanceRow]) -> list[BalanceRow]:
 def draw_order(balances: list[BalanceRow]) -> list[BalanceRow]:
     """The order a scope uses ``balances`` in: an entity's own balances first, then the
     customer-level ones (its fallback pool), each group in deduction order; an unlimited
-    balance leads whichever group it is in (a sink takes everything). The same order as
-    ``reservations.rules.draw_order`` (which ``balances`` cannot import): a delete that moves
-    usage draws on the survivors as a track of that scope would."""
+    balance leads whichever group it is in (a sink takes everything). Track, check, reserve
+    and confirm use it, and a delete that moves usage draws on the survivors as a track of that
+    scope would."""
     own = [balance for balance in balances if balance.entity_id is not None]
     pool = [balance for balance in balances if balance.entity_id is None]
     ordered = deduction_order(own) + deduction_order(pool)

@@ -5,19 +5,18 @@ reservations given back (``reservations.rules.bring_up_to_date``) — so "check 
 concurrent tracks see one consistent total and can never overshoot it.
 
 ``balances`` are every live balance the request draws on: for an entity, its own and then its
-customer's (``reservations.rules.draw_order``); the feature balance is their sum.
+customer's (``balances.allocation.draw_order``); the feature balance is their sum.
 """
 
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from app.balances.allocation import OverageBehavior, apply_usage, plan_deduction
+from app.balances.allocation import OverageBehavior, apply_usage, draw_order, plan_deduction
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow
 from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
-from app.reservations.rules import draw_order
 
 ZERO = Decimal(0)
 

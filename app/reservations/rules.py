@@ -6,17 +6,17 @@ gives it back, and a lock past ``expires_at`` is given back automatically. Each 
 remembers the reset period it was taken in: a give-back never lands in a later period, whose
 usage was already cleared by the reset.
 
-An entity draws on its own balances first, then on its customer's (``draw_order``), so an
-entity's lock may hold units of customer-level balances: whoever gives it back must hold those
-rows too (``releasable``).
+An entity draws on its own balances first, then on its customer's (``allocation.draw_order``),
+so an entity's lock may hold units of customer-level balances: whoever gives it back must hold
+those rows too (``releasable``).
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from copy import copy
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from app.balances.allocation import OverageBehavior, apply_usage, deduction_order, plan_deduction
+from app.balances.allocation import OverageBehavior, apply_usage, draw_order, plan_deduction
 from app.balances.rows import BalanceRow, ScopeKey
 from app.balances.rules import reset_if_due
 from app.core.errors import InvalidRequest
@@ -30,20 +30,6 @@ from app.reservations.schemas import FinalizeAction
 ZERO = Decimal(0)
 # Autumn refuses a lock whose expires_at is more than a day ahead.
 LONGEST_LOCK = timedelta(hours=24)
-
-
-def draw_order(balances: Sequence[BalanceRow]) -> list[BalanceRow]:
-    """The order a request uses ``balances`` in: an entity's own balances first, then the
-    customer-level ones (its fallback pool), each group in the deduction order. As in Autumn,
-    an unlimited balance leads whichever group it is in: it is a sink that takes everything."""
-    own = [row for row in balances if row.entity_id is not None]
-    pool = [row for row in balances if row.entity_id is None]
-    ordered = deduction_order(own) + deduction_order(pool)
-    if own and pool:
-        sink = next((i for i, row in enumerate(ordered) if row.unlimited), None)
-        if sink is not None:
-            ordered.insert(0, ordered.pop(sink))
-    return ordered
 
 
 def check_expiry(expires_at: datetime | None, now: datetime) -> None:

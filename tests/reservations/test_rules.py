@@ -13,7 +13,7 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from app.balances.allocation import OverageBehavior
+from app.balances.allocation import OverageBehavior, draw_order
 from app.balances.errors import InsufficientBalance
 from app.balances.models import Interval
 from app.balances.periods import boundary
@@ -30,7 +30,6 @@ from app.reservations.rows import LockRow
 from app.reservations.rules import (
     LONGEST_LOCK,
     bring_up_to_date,
-    draw_order,
     expire,
     finalize,
     give_back,
