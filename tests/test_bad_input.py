@@ -33,6 +33,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "balances.delete": {"customer_id": "cus_1", "feature_id": "api_calls"},
     "balances.check": {"customer_id": "cus_1", "feature_id": "api_calls", "send_event": True},
     "balances.track": {"customer_id": "cus_1", "feature_id": "api_calls", "value": 1},
+    "balances.batch_track": {"customer_id": "cus_1", "feature_id": "api_calls", "value": 1},
     "balances.finalize": {"customer_id": "cus_1", "lock_id": "job_1", "action": "release"},
     "balances.history": {"customer_id": "cus_1", "feature_id": "api_calls"},
 }
@@ -42,17 +43,22 @@ FREE_FORM: dict[str, list[dict[str, Any]]] = {
     "balances.history": [{"start_cursor": HOLE}],
     "balances.check": [{"properties": {"note": HOLE}}, {"properties": {HOLE: 1}}],
     "balances.track": [{"properties": {"note": [HOLE]}}, {"properties": {HOLE: 1}}],
+    "balances.batch_track": [{"properties": {"note": HOLE}}, {"properties": {HOLE: 1}}],
     "balances.finalize": [{"properties": {"note": HOLE}}, {"properties": {HOLE: 1}}],
 }
 
 
-def placements(path: str) -> list[dict[str, Any]]:
+BATCHES = {"balances.batch_track"}  # the body is an array of such items
+
+
+def placements(path: str) -> list[Any]:
     """The operation's body with HOLE in customer_id, then in each free-form field."""
     body = BODIES[path]
-    return [
+    bodies = [
         {**body, "customer_id": HOLE},
         *({**body, **extra} for extra in FREE_FORM.get(path, [])),
     ]
+    return [[body] for body in bodies] if path in BATCHES else bodies
 
 
 def counts(api: Api) -> dict[str, int]:
