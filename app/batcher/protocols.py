@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.context import RequestContext
+from app.core.errors import DomainError
 from app.core.reply import Reply
 
 
@@ -88,3 +89,20 @@ class Table(Protocol):
     def committed(self, state: Any) -> None:
         """Called once the batch has committed (metrics)."""
         ...
+
+
+@dataclass(slots=True)
+class Refusal(Enveloped):
+    """An answer decided before any row was locked (an unknown lock, say), sent through the
+    write path all the same when the request has an Idempotency-Key, so that the key remembers
+    it as it remembers every other answer."""
+
+    partition: str
+    error: DomainError
+    envelope: Envelope
+
+    def wants(self) -> Mapping[str, Sequence[Hashable]]:
+        return {}
+
+    def apply(self, states: Mapping[str, Any]) -> Reply:
+        raise self.error

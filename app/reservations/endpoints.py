@@ -7,8 +7,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.routing import command, submit
 from app.auth.dependencies import WriteKey
+from app.batcher.protocols import Refusal
 from app.core.database import reading
 from app.core.dependencies import problem_responses
+from app.core.errors import DomainError
 from app.core.json import ExactJSONRoute
 from app.core.schemas import SuccessResponse
 from app.idempotency.dependencies import EnvelopeDep
@@ -58,8 +60,14 @@ async def finalize_lock(
     finalized once: again, or after its `expires_at`, is `409 lock_not_active` (an expired lock
     is given back automatically); an unknown `lock_id` is `404 lock_not_found`.
     """
-    async with reading(request) as conn:
-        found = await _find(conn, params.customer_id, params.lock_id)
+    try:
+        async with reading(request) as conn:
+            found = await _find(conn, params.customer_id, params.lock_id)
+    except DomainError as error:
+        if envelope.idempotency is None:
+            raise
+        partition = params.customer_id or params.lock_id
+        return await submit(request, Refusal(partition, error, envelope))
     return await submit(request, Finalize(params, found, envelope))
 
 

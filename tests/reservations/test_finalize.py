@@ -95,6 +95,15 @@ async def test_finalizing_an_unknown_lock_is_not_found(api: Api) -> None:
     problem(await finalize(api, "confirm", lock_id="nope"), 404, "lock_not_found")
 
 
+async def test_a_retried_finalize_of_an_unknown_lock_replays_its_404(api: Api) -> None:
+    body = {"customer_id": "cus_1", "lock_id": "nope", "action": "confirm"}
+    first = await api.post("balances.finalize", body, idempotency_key="fin-404")
+    again = await api.post("balances.finalize", body, idempotency_key="fin-404")
+    problem(first, 404, "lock_not_found")
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.content == first.content
+
+
 async def test_reusing_a_lock_id_is_refused(api: Api) -> None:
     await api.create(included_grant=10)
     await reserve(api, 1)
