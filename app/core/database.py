@@ -6,7 +6,7 @@ success whose commit then failed. Services and repositories only ``flush``.
 """
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -72,16 +72,19 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             MUTATIONS.labels(kind).inc()
 
 
-def reading(request: Request) -> AbstractAsyncContextManager[AsyncConnection]:
-    """A pooled connection for a read (one statement; nothing to commit)."""
+@asynccontextmanager
+async def reading(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection for reads, in autocommit: each statement sees committed data, and no
+    BEGIN or ROLLBACK round trip wraps it (the profile showed them doubling a read's cost)."""
     database: Database = request.app.state.database
-    return database.engine.connect()
+    async with database.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
 
 
 async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection for reads (one statement each; nothing to commit)."""
-    database: Database = request.app.state.database
-    async with database.engine.connect() as conn:
+    """``reading`` as a dependency."""
+    async with reading(request) as conn:
         yield conn
 
 
