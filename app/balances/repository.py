@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.balances.rows import BALANCE_COLUMNS, BalanceRow, RowKey, ScopeKey, SuppliedId
+from app.core.models import equal_where_given
 
 _COLUMNS = ", ".join(f"b.{name}" for name in BALANCE_COLUMNS)
 _NULLS = ", ".join("NULL" for _ in BALANCE_COLUMNS[4:])
@@ -160,10 +161,10 @@ async def find_live(conn: AsyncConnection, scope: ScopeKey, now: datetime) -> li
 
 async def find_matching(conn: AsyncConnection, filters: dict[str, str | None]) -> list[BalanceRow]:
     """Balances whose columns equal the given (non-None) filters, read without locks."""
-    given = {name: value for name, value in filters.items() if value is not None}
-    where = " AND ".join(f"b.{name} = %s" for name in given) or "true"
+    conditions, parameters = equal_where_given(filters, "b.")
+    where = " AND ".join(conditions) or "true"
     statement = f"{_SELECT} WHERE {where} ORDER BY b.customer_id, b.id"
-    result: Sequence[Any] = (await conn.exec_driver_sql(statement, tuple(given.values()))).all()
+    result: Sequence[Any] = (await conn.exec_driver_sql(statement, tuple(parameters))).all()
     return [BalanceRow(*row) for row in result]
 
 
@@ -178,9 +179,7 @@ async def list_page(
     now: datetime,
 ) -> list[BalanceRow]:
     """One page in (customer_id, id) order, starting after the cursor (keyset pagination)."""
-    given = {name: value for name, value in filters.items() if value is not None}
-    conditions = [f"b.{name} = %s" for name in given]
-    parameters: list[Any] = list(given.values())
+    conditions, parameters = equal_where_given(filters, "b.")
     if include_active and not include_expired:
         conditions.append("(b.expires_at IS NULL OR b.expires_at > %s)")
         parameters.append(now)

@@ -12,8 +12,8 @@ name that already carries the prefix (0001 did; 0008 renamed the results).
 import enum
 from typing import Any
 
-from sqlalchemy import ColumnElement, MetaData, Numeric
-from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
+from sqlalchemy import MetaData, Numeric
+from sqlalchemy.orm import DeclarativeBase
 
 # Every money-like quantity: exact, 15 digits before the point and 9 after (never float).
 AMOUNT = Numeric(30, 9)
@@ -37,8 +37,7 @@ def one_of(column: str, values: type[enum.StrEnum]) -> str:
     return f"{column} IN ({quoted})"
 
 
-def equal_where_given(
-    *filters: tuple[InstrumentedAttribute[Any], object | None],
-) -> list[ColumnElement[bool]]:
-    """``column = value`` for each filter that was given; ``None`` means "any"."""
-    return [column == value for column, value in filters if value is not None]
+def equal_where_given(filters: dict[str, Any], alias: str = "") -> tuple[list[str], list[Any]]:
+    """``column = %s`` for each filter that was given (``None`` means "any"), and the values."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    return [f"{alias}{name} = %s" for name in given], list(given.values())

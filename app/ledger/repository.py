@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.context import RequestContext
+from app.core.models import equal_where_given
 from app.ledger.entries import ENTRY_COLUMNS, Entry
 
 _CONTEXT = ("idempotency_key", "request_id", "api_key_id")
@@ -67,9 +68,7 @@ async def page(
     conn: AsyncConnection, filters: dict[str, str | None], before_id: int | None, limit: int
 ) -> list[StoredEntry]:
     """Entries matching the given (non-None) filters, newest first, below ``before_id``."""
-    given = {name: value for name, value in filters.items() if value is not None}
-    conditions = [f"{name} = %s" for name in given]
-    parameters: list[Any] = list(given.values())
+    conditions, parameters = equal_where_given(filters)
     if before_id is not None:
         conditions.append("id < %s")
         parameters.append(before_id)
