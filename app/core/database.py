@@ -1,8 +1,8 @@
-"""Engine, sessions and the one-transaction-per-request rule.
+"""The engine and its pool, and connections for reads.
 
-The session dependency owns the transaction: it begins before the endpoint runs and commits after
-it returns (rolling back on any error), *before* the response is sent, so a client never sees a
-success whose commit then failed. Services and repositories only ``flush``.
+Writes do not come through here: the write path (``app.batcher``) checks connections out of the
+same pool and owns their transactions. Reads take a connection in autocommit, one statement
+each. Sessions (``sessionmaker``) serve the few ORM users: API keys, the sweeper's purge.
 """
 
 from collections.abc import AsyncIterator
@@ -14,16 +14,12 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
-    AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 
 from app.core.config import Settings
-from app.core.metrics import MUTATIONS, POOL_IN_USE, POOL_SIZE
-
-# Ledger entry kinds written in this session, counted as mutations once the commit succeeds.
-COMMITTED_KINDS_KEY = "ledger_kinds"
+from app.core.metrics import POOL_IN_USE, POOL_SIZE
 
 
 def to_sqlalchemy_url(database_url: str) -> URL:
@@ -62,16 +58,6 @@ class Database:
         await self.engine.dispose()
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    database: Database = request.app.state.database
-    async with database.sessionmaker() as session:
-        async with session.begin():
-            yield session
-        # Committed: only now do the changes count.
-        for kind in session.info.get(COMMITTED_KINDS_KEY, ()):
-            MUTATIONS.labels(kind).inc()
-
-
 @asynccontextmanager
 async def reading(request: Request) -> AsyncIterator[AsyncConnection]:
     """A pooled connection for reads, in autocommit: each statement sees committed data, and no
@@ -89,7 +75,3 @@ async def get_connection(request: Request) -> AsyncIterator[AsyncConnection]:
 
 
 ConnectionDep = Annotated[AsyncConnection, Depends(get_connection)]
-
-
-# scope="function": the commit runs when the endpoint returns, before the response goes out.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
