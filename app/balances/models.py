@@ -86,14 +86,3 @@ class Balance(Base):
     version: Mapped[int] = mapped_column(BigInteger, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-
-    @property
-    def granted(self) -> Decimal:
-        return self.included_grant + self.prepaid_grant + self.adjustment
-
-    @property
-    def remaining(self) -> Decimal:
-        return self.granted - self.usage
-
-    def is_expired(self, now: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= now
