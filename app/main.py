@@ -20,6 +20,7 @@ from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.core.migrations import head_revision
 from app.core.observability import ObservabilityMiddleware
 from app.core.problems import document_problems, install_problem_handlers
+from app.core.version import service_version
 from app.health.endpoints import router as health_router
 from app.history.endpoints import router as history_router
 from app.idempotency.purge import purge_forever
@@ -75,7 +76,7 @@ def create_app(
 
     app = FastAPI(
         title="Balances",
-        version="1.0.0",
+        version=service_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served by app.core.docs from local assets
