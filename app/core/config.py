@@ -19,6 +19,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Behind PgBouncer in transaction mode (docs/scaling.md): PgBouncer < 1.21 cannot keep the
+    # statements psycopg prepares, and every PgBouncer refuses timeouts as startup options (set
+    # them on the role instead; the write path sets its own per transaction either way).
+    db_prepared_statements: bool = True
+    db_startup_timeouts: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     # balances.batch_track takes up to 1000 events in one body.
     max_batch_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -41,6 +46,9 @@ class Settings(BaseSettings):
     write_partitions: int = Field(default=4, ge=1, le=64)
     write_batch_size: int = Field(default=64, ge=1, le=1000)
     write_waiting_slots: int = Field(default=4, ge=1, le=64)
+    # What one write batch may hold: the commands of one partition (many customers: the most
+    # batching on one Postgres), or of one customer (one shard on Citus: no two-phase commit).
+    write_batch_scope: Literal["partition", "customer"] = "partition"
     statement_timeout_ms: int = Field(default=15_000, ge=1)
     # 0 turns the background sweeper off; `balances sweep` still works on demand.
     sweep_interval_seconds: float = Field(default=0, ge=0)
