@@ -18,12 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.config import get_settings
+from app.core.config import describe_invalid, get_settings, log_format_despite_invalid_settings
 from app.core.errors import DomainError
 from app.core.logging import configure_logging, logging_config
+from app.core.version import service_version
 
 logger = logging.getLogger("balances")
 T = TypeVar("T")
@@ -107,10 +109,7 @@ def _verify(args: argparse.Namespace) -> int:
         report = _run(url, lambda s: verify_ledger(s, args.customer_id, args.limit))
     print(simplejson.dumps(report.as_dict(), use_decimal=True, indent=2))
     if not report.ok:
-        print(
-            f"balances: {report.violation_count} balance(s) break the ledger invariant",
-            file=sys.stderr,
-        )
+        logger.error("%d balance(s) break the ledger invariant", report.violation_count)
         return 1
     return 0
 
@@ -124,7 +123,7 @@ def _keys(args: argparse.Namespace) -> int:
             scopes = [Scope(s) for s in args.scope]
             key_id, secret = _run(url, lambda s: commands.create_key(s, args.name, scopes))
             print(json.dumps({"id": key_id, "secret": secret, "scopes": sorted(scopes)}))
-            print("Store the secret now: it is not shown again.", file=sys.stderr)
+            logger.warning("Store the secret now: it is not shown again.")
         elif args.keys_command == "list":
             print(json.dumps(_run(url, commands.list_keys), indent=2))
         else:
@@ -147,8 +146,8 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def _refuse(message: str) -> int:
-    """Refuse to start: one line on stderr, exit status 2 (a configuration error)."""
-    print(f"balances: refusing to start: {message}", file=sys.stderr, flush=True)
+    """Refuse to start: one log line, exit status 2 (a configuration error)."""
+    logger.error("refusing to start: %s", message)
     return 2
 
 
@@ -244,6 +243,7 @@ def _config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="balances", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {service_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     data_dir = argparse.ArgumentParser(add_help=False)
     data_dir.add_argument(
@@ -305,14 +305,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    args = build_parser().parse_args(argv)
-    handler = args.handler
+    """stdout carries a command's result; stderr is the log, in the configured format (with
+    JSON, every line is a JSON object: refusals and failures too, never a bare traceback)."""
+    args = build_parser().parse_args(argv)  # --help and --version need no settings
     try:
-        result: int = handler(args)
+        settings = get_settings()
+    except ValidationError as error:
+        configure_logging("info", log_format_despite_invalid_settings())
+        logger.error("refusing to start: invalid setting: %s", describe_invalid(error))
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        result: int = args.handler(args)
     except DomainError as error:
-        print(f"balances: {error.message}", file=sys.stderr)
+        logger.error("%s", error.message)
+        return 1
+    except Exception:
+        logger.critical("balances %s failed", args.command, exc_info=True)
         return 1
     return result
 

@@ -1,17 +1,22 @@
-"""The `balances` command as operators run it: keys, first run, the no-auth guard."""
+"""The `balances` command as operators run it: keys, first run, the no-auth guard, its version
+and its settings."""
 
 import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi import FastAPI
 
 from app.core.migrations import upgrade_to_head
-from tests.helpers import throwaway_database
+from tests.helpers import Api, throwaway_database
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -23,9 +28,9 @@ def fresh_database(server_url: str) -> Iterator[str]:
 
 
 def balances(
-    database_url: str, *args: str, timeout: float = 60
+    database_url: str, *args: str, timeout: float = 60, settings: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
+    env = {**os.environ, "DATABASE_URL": database_url, **(settings or {})}
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
         env=env,
@@ -89,3 +94,33 @@ def test_first_start_creates_one_admin_key_in_a_file(fresh_database: str, tmp_pa
     assert "sk_" not in result.stdout + result.stderr
     listed = json.loads(balances(fresh_database, "keys", "list").stdout)
     assert [k["scopes"] for k in listed] == [["admin"]]
+
+
+async def test_version_agrees_in_command_openapi_and_metric(api: Api, app: FastAPI) -> None:
+    released = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    command = balances("", "--version")
+    assert command.returncode == 0 and command.stdout.split() == ["balances", released]
+    assert app.openapi()["info"]["version"] == released
+    scrape = (await api.client.get("/metrics")).text
+    assert f'balances_build_info{{version="{released}"}} 1.0' in scrape.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("BALANCES_WRITE_BATCH_SIZE", "abc"), ("BALANCES_LOG_FORMAT", "xml")],
+)
+def test_a_bad_setting_is_one_line_naming_it_and_exit_2(setting: str, value: str) -> None:
+    result = balances("", "serve", settings={setting: value})
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert json.loads(line)["level"] == "error" and setting in line
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_a_bad_setting_is_reported_in_the_log_format_asked_for() -> None:
+    settings = {"BALANCES_LOG_FORMAT": "text", "BALANCES_DB_POOL_SIZE": "0"}
+    result = balances("", "config", settings={**settings, "BALANCES_LOG_LEVEL": ""})
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "BALANCES_DB_POOL_SIZE: Input should be greater than or equal to 1" in line
+    assert "BALANCES_LOG_LEVEL" in line and not line.startswith("{")

@@ -1,5 +1,6 @@
 """Process lifecycle: graceful shutdown, and the embedded server's data surviving restarts."""
 
+import json
 import threading
 from pathlib import Path
 
@@ -87,3 +88,21 @@ def test_two_workers_report_their_metrics_together(database_url: str, keys: dict
         if line.startswith('balances_http_requests_total{operation="listBalances",status="200"}')
     )
     assert float(line.split()[-1]) == 6
+
+
+def test_with_json_logs_every_line_of_a_first_start_is_json(tmp_path: Path) -> None:
+    """Embedded Postgres, migrations, the first-run admin key, requests and shutdown: all of
+    it a log pipeline can parse, line by line, with the request id on what a request wrote."""
+    env = {"DATABASE_URL": "", "BALANCES_DATA_DIR": str(tmp_path), "BALANCES_LOG_FORMAT": "json"}
+    service = RunningService(env).wait_ready()
+    answered = httpx.get(f"{service.url}/nowhere", headers={"x-request-id": "req-json-1"})
+    assert service.stop() == 0
+    assert answered.headers["x-request-id"] == "req-json-1"
+    lines = [json.loads(line) for line in service.output().splitlines()]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    assert any(
+        line["logger"] == "balances.auth" and "admin key" in line["message"] for line in lines
+    )
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
+    request = next(line for line in lines if line["message"] == "GET /nowhere 404")
+    assert request["request_id"] == "req-json-1" and request["status"] == 404

@@ -4,11 +4,13 @@ import json
 import logging
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.core.logging import JsonFormatter, TextFormatter
-from tests.helpers import Api
+from tests.helpers import Api, problem
 
 
 async def scrape(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -100,3 +102,29 @@ async def test_text_format_is_readable(api: Api, caplog: pytest.LogCaptureFixtur
     record = next(r for r in caplog.records if r.name == "balances.request")
     text = TextFormatter().format(record)
     assert "GET /healthz 200" in text and "operation=healthz" in text
+
+
+async def test_an_unexpected_failure_carries_its_request_id_in_header_and_log(
+    api: Api, app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Exploding:
+        async def submit(self, command: object) -> None:
+            raise RuntimeError("boom")
+
+    batcher, app.state.batcher = app.state.batcher, Exploding()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = {"authorization": f"Bearer {api.secret}", "x-request-id": "req-500"}
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "add_to_balance": 1}
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            with caplog.at_level(logging.INFO):
+                response = await client.post("/v1/balances.update", json=body, headers=headers)
+    finally:
+        app.state.batcher = batcher
+    problem(response, 500, "internal_error")
+    assert response.headers["x-request-id"] == "req-500"
+    lines = [json.loads(JsonFormatter().format(record)) for record in caplog.records]
+    failure = next(line for line in lines if line["level"] == "error")
+    assert failure["request_id"] == "req-500" and "RuntimeError: boom" in failure["exception"]
+    logged = next(line for line in lines if line["logger"] == "balances.request")
+    assert logged["request_id"] == "req-500" and logged["status"] == 500

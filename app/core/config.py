@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,3 +65,37 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def environment_names() -> dict[str, str]:
+    """Each setting's field name -> the environment variable (or ``.env`` line) that sets it."""
+    names = {}
+    for field, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        first = alias.choices[0] if isinstance(alias, AliasChoices) else None
+        names[field] = first if isinstance(first, str) else f"BALANCES_{field.upper()}"
+    return names
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line naming every bad setting as the operator wrote it, and what is wrong with it.
+
+    Values are not repeated: a setting may hold a secret (a password in DATABASE_URL).
+    """
+    names = environment_names()
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else ""
+        problems.append(f"{names.get(field, field or 'settings')}: {item['msg']}")
+    return "; ".join(problems)
+
+
+class _LogFormatOnly(BaseSettings):
+    model_config = Settings.model_config
+    log_format: str = "json"
+
+
+def log_format_despite_invalid_settings() -> str:
+    """The log format asked for, read on its own: so that even the line saying another setting
+    is invalid comes in the format the operator's log pipeline expects."""
+    return "text" if _LogFormatOnly().log_format == "text" else "json"

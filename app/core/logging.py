@@ -79,3 +79,4 @@ def logging_config(level: str, log_format: str) -> dict[str, Any]:
 
 def configure_logging(level: str, log_format: str) -> None:
     logging.config.dictConfig(logging_config(level, log_format))
+    logging.captureWarnings(True)  # a library's warning is a log line too, not bare stderr

@@ -16,6 +16,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from app.core.version import service_version
+
 REQUESTS = Counter(
     "balances_http_requests_total",
     "HTTP requests by operation and status.",
@@ -48,6 +50,15 @@ POOL_SIZE = Gauge(
     "Connections this worker's pool keeps open (pool_size).",
     multiprocess_mode="livesum",
 )
+# The usual Prometheus build-info idiom: always 1, the version in a label, so dashboards can
+# show which release each instance runs and join it onto other series.
+BUILD_INFO = Gauge(
+    "balances_build_info",
+    "The running release of Balances (always 1; the version is a label).",
+    ["version"],
+    multiprocess_mode="max",
+)
+BUILD_INFO.labels(service_version()).set(1)
 
 
 def exposition() -> tuple[bytes, str]:

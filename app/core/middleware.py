@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import get_settings
@@ -47,13 +48,26 @@ class RequestIdMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         CURRENT_REQUEST_ID.set(request_id)  # for every log line written while serving it
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
+        started = False
 
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as error:
+            # Starlette answers an unexpected exception outside every middleware, so its 500
+            # would lack X-Request-ID: answer it here, with the app's own handler (which logs
+            # it under this request's id), and the header.
+            handler = getattr(scope.get("app"), "exception_handlers", {}).get(Exception)
+            if started or handler is None:
+                raise
+            response = await handler(Request(scope), error)
+            await response(scope, receive, send_with_id)
 
 
 class RequestTimeout(DomainError):
