@@ -29,7 +29,11 @@ CUSTOMER_DISTRIBUTED = {"balances", "balance_ledger", "balance_locks"}
 # cannot be distributed by customer_id either. Distributed by ``key``, one claim touches one
 # shard of idempotency_keys, and a keyed write is a two-shard transaction (the key's shard and
 # the customer's). Citus requires every unique index of it to contain ``key``.
-OWN_KEY_DISTRIBUTED = {"idempotency_keys": "key"}
+# lock_ids: by ``lock_id``. A lock id is unique across the deployment and Autumn's SDK
+# finalizes by the id alone, so the id must be found without knowing its customer: one shard of
+# lock_ids says which customer holds it. Taking a lock writes that shard and the customer's (a
+# two-shard transaction); a finalize by id alone reads it, then runs on the customer's shard.
+OWN_KEY_DISTRIBUTED = {"idempotency_keys": "key", "lock_ids": "lock_id"}
 
 # Replicated to every node (create_reference_table): small, read on every request or once.
 REFERENCE = {"api_keys", "alembic_version"}

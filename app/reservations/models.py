@@ -1,4 +1,5 @@
-"""The ``balance_locks`` table: amounts reserved by ``check`` with a ``lock``.
+"""The ``balance_locks`` table: amounts reserved by ``check`` with a ``lock``; and ``lock_ids``,
+which customer holds each lock id.
 
 A lock's amount is deducted from the balances when it is taken (ledger ``lock`` entries) and is
 either kept (``confirm``), given back (``release``) or given back automatically after
@@ -42,8 +43,6 @@ class BalanceLock(Base):
             "feature_id",
             postgresql_where=text("status = 'active'"),
         ),
-        # A lock by its id alone: Autumn's SDK finalizes without naming the customer.
-        Index("ix_balance_locks_lock_id", "lock_id"),
     )
 
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -58,3 +57,21 @@ class BalanceLock(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finalized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LockIdHolder(Base):
+    """``lock_ids``: a lock id is unique across the deployment (Autumn: across the account), and
+    this row says which customer's lock has it.
+
+    Invariant: a lock is taken only with its id claimed here for its customer, in the same
+    transaction, under the id's advisory lock (``repository.claim_ids``); the only exceptions are
+    locks that shared an id before migration 0010, which gave the id to one of them. A committed
+    row is never deleted: an id stays taken after its lock is finalized or expired, so a finalize
+    by id alone always finds the same lock. Distributed by ``lock_id`` on Citus
+    (docs/scaling.md), unlike the customer's tables.
+    """
+
+    __tablename__ = "lock_ids"
+
+    lock_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text)
