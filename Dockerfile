@@ -6,11 +6,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+# Dependencies first, exactly as locked (every file checked against its hash), in a layer that
+# a change to the code does not invalidate.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
 # Non-editable: the venv must not point back at /src, which the runtime stage does not have.
-RUN pip install --no-cache-dir .
+# --no-deps: everything it needs is installed above, from the lock.
+RUN pip install --no-cache-dir --no-deps .
 
 FROM python:3.12-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

@@ -1,4 +1,5 @@
-"""The ``balances`` command: ``serve``, ``migrate``, ``sweep``, ``verify``, ``keys``, ``config``.
+"""The ``balances`` command: ``serve``, ``migrate``, ``sweep``, ``verify``, ``keys``, ``config``,
+``openapi``.
 
 Each uses DATABASE_URL when it is set; otherwise it starts the embedded PostgreSQL whose data
 lives in ``--data-dir`` (default ``./.balances-data``), so a laptop needs nothing installed.
@@ -29,6 +30,10 @@ from app.core.version import service_version
 
 logger = logging.getLogger("balances")
 T = TypeVar("T")
+
+# On SIGTERM, requests in flight get this long to finish (an orchestrator's grace period must
+# be longer: docker-compose.yml's stop_grace_period).
+DRAIN_SECONDS = 30
 
 
 @contextmanager
@@ -208,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             workers=args.workers,
             log_config=logging_config(settings.log_level, settings.log_format),
-            timeout_graceful_shutdown=30,
+            timeout_graceful_shutdown=DRAIN_SECONDS,
             http=protocol(),  # uvicorn's own, plus a deadline for request headers
         )
     return 0
@@ -238,6 +243,15 @@ def _config(args: argparse.Namespace) -> int:
         )
     settings["database"] = "DATABASE_URL" if settings.get("database_url") else "embedded"
     print(json.dumps(settings, indent=2, sort_keys=True))
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    """Print the OpenAPI document the service serves: ``balances openapi > openapi.json``."""
+    from app.core.docs import document_text
+    from app.main import openapi_document
+
+    sys.stdout.write(document_text(openapi_document()))
     return 0
 
 
@@ -285,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=1000, help="list at most this many offending balances"
     )
     verify.set_defaults(handler=_verify)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document (openapi.json)")
+    openapi.set_defaults(handler=_openapi)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
