@@ -11,6 +11,7 @@ from app.auth.service import Authenticator
 from app.balances.endpoints import router as balances_router
 from app.balances.table import BalancesTable
 from app.batcher.batcher import Batcher
+from app.batcher.transaction import Timeouts
 from app.consumption.endpoints import router as consumption_router
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
@@ -94,6 +95,8 @@ def create_app(
         max_batch=settings.write_batch_size,
         waiting_slots=settings.write_waiting_slots,
         wait_timeout_seconds=settings.lock_timeout_ms / 1000,
+        scope=settings.write_batch_scope,
+        timeouts=Timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
     )
     app.state.schema_head = head_revision()
     app.state.authenticator = Authenticator(settings.auth_cache_seconds)

@@ -3,7 +3,8 @@
 Nothing in the service may assume it is the only instance: batching state is per process, so
 correctness across instances rests on what they meet in the database (row locks, advisory locks
 of supplied ids / new keys / Idempotency-Keys, the purge's advisory lock, the sweeper's
-``SKIP LOCKED``). Both instances run the sweeper and the purge every second throughout.
+``SKIP LOCKED``). Both instances run the sweeper and the purge every second throughout; the
+second is configured as for Citus behind PgBouncer (``CITUS_BEHIND_PGBOUNCER``).
 
 The load shares every balance between the instances (updates, tracks, checks that lock, and
 finalizes, some by ``lock_id`` alone), and sends every write under its Idempotency-Key to BOTH
@@ -56,6 +57,14 @@ ENV = {
     "BALANCES_IDEMPOTENCY_PURGE_INTERVAL_SECONDS": "1",  # and both try to purge
     "BALANCES_AUTH_CACHE_SECONDS": "0",
 }
+# Instance b runs as it would on Citus behind PgBouncer (transaction mode, < 1.21): batches of
+# one customer, no prepared statements, timeouts set per transaction only. Correctness must not
+# depend on either instance's choice.
+CITUS_BEHIND_PGBOUNCER = {
+    "BALANCES_WRITE_BATCH_SCOPE": "customer",
+    "BALANCES_DB_PREPARED_STATEMENTS": "false",
+    "BALANCES_DB_STARTUP_TIMEOUTS": "false",
+}
 
 
 @pytest.fixture
@@ -65,10 +74,10 @@ def instances(server_url: str, tmp_path: Path) -> Iterator[tuple[str, Service, S
     with throwaway_database(server_url, "balances_multi") as url:
         started: list[Service] = []
         try:
-            for name in ("a", "b"):
+            for name, env in (("a", ENV), ("b", ENV | CITUS_BEHIND_PGBOUNCER)):
                 workdir = tmp_path / name
                 workdir.mkdir()
-                started.append(Service(url, workdir, ENV, workers=1))
+                started.append(Service(url, workdir, env, workers=1))
             for service in started:
                 service.wait_ready()
             yield url, started[0], started[1]

@@ -1,25 +1,32 @@
 """Smart batching: one row-locked transaction per batch, one answer per command.
 
 Commands are queued per partition (a hash of the customer). Each partition has one worker:
-it takes everything waiting (up to ``max_batch``), runs it as ONE transaction, answers every
+it takes what is waiting (up to ``max_batch``), runs it as ONE transaction, answers every
 command, and meanwhile the next batch gathers. There is no timer: alone, a command runs at once;
 under load, batches grow by themselves. Since a customer's commands always meet in one
 partition, two batches of one process never contend for a row; other processes (workers,
 instances, the sweeper, a stuck transaction) are met with ``SKIP LOCKED`` and the commands
 whose rows they hold run alone on the waiting path (see ``transaction``).
+
+What a batch may hold is its *scope* (``Lane``): ``partition``, every command waiting in the
+partition, whatever its customer (the most batching, on one Postgres); or ``customer``, the
+waiting commands of one customer only, so that a batch touches one customer's rows: one shard
+on Citus (distributed by customer), never a two-phase commit (docs/scaling.md).
 """
 
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.batcher.protocols import Command, Table
-from app.batcher.transaction import Outcome, Retry, lock_timeout, run_batch
+from app.batcher.transaction import Outcome, Retry, Timeouts, lock_timeout, run_batch
 from app.core.problems import problem_reply
 from app.core.reply import Reply
 
@@ -29,6 +36,8 @@ logger = logging.getLogger(__name__)
 # such holds last one commit (another worker's batch on the same hot balance). Only after these
 # delays does it go to the waiting path, where one command per held row waits at a time.
 RETRY_DELAYS = (0.002, 0.004, 0.008, 0.016, 0.032)
+
+BatchScope = Literal["partition", "customer"]
 
 
 @dataclass(slots=True, eq=False)
@@ -49,14 +58,19 @@ class Batcher:
         max_batch: int = 64,
         waiting_slots: int = 4,
         wait_timeout_seconds: float = 5.0,
+        scope: BatchScope = "partition",
+        timeouts: Timeouts | None = None,
     ) -> None:
-        """``tables`` in lock order: every transaction locks them in this order."""
+        """``tables`` in lock order: every transaction locks them in this order. ``timeouts``:
+        of every batch's transaction (the waiting path's follow ``wait_timeout_seconds``)."""
         self.engine = engine
         self.tables = list(tables)
         self.max_batch = max_batch
         self.wait_timeout_seconds = wait_timeout_seconds
+        self.scope: BatchScope = scope
+        self.timeouts = timeouts
         self._partitions = partitions
-        self._queues: list[asyncio.Queue[Pending]] = []
+        self._queues: list[Lane] = []
         self._workers: list[asyncio.Task[None]] = []
         self._waiting: asyncio.Semaphore | None = None
         self._waiting_slots = waiting_slots
@@ -67,10 +81,10 @@ class Batcher:
         """Queue a command and wait for its answer (never raises for a domain error)."""
         self._start()
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._queue_of(command).put_nowait(Pending(command, future))
+        self._queue_of(command).put(Pending(command, future))
         return await future
 
-    def _queue_of(self, command: Command) -> "asyncio.Queue[Pending]":
+    def _queue_of(self, command: Command) -> "Lane":
         return self._queues[hash(command.partition) % self._partitions]
 
     def _start(self) -> None:
@@ -79,7 +93,7 @@ class Batcher:
             return
         # Started lazily, in the loop that serves requests (tests run several loops in turn).
         self._loop = loop
-        self._queues = [asyncio.Queue() for _ in range(self._partitions)]
+        self._queues = [Lane(self.scope) for _ in range(self._partitions)]
         self._waiting = asyncio.Semaphore(self._waiting_slots)
         self._gates = Gates()
         self._workers = [asyncio.create_task(self._work(queue)) for queue in self._queues]
@@ -92,11 +106,9 @@ class Batcher:
                 await worker
         self._workers, self._loop = [], None
 
-    async def _work(self, queue: "asyncio.Queue[Pending]") -> None:
+    async def _work(self, queue: "Lane") -> None:
         while True:
-            batch = [await queue.get()]
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
+            batch = await queue.take(self.max_batch)
             try:
                 await self._run(batch)
             except Exception as error:  # a bug: fail these requests, keep the worker alive
@@ -107,7 +119,7 @@ class Batcher:
 
     async def _run(self, batch: list[Pending]) -> None:
         commands = [pending.command for pending in batch]
-        outcome = await run_batch(self.engine, self.tables, commands, wait=False)
+        outcome = await self._run_batch(commands)
         if isinstance(outcome, Retry) and len(batch) > 1:
             # The database refused the batch as a whole: each command alone, in order, so
             # one command's trouble costs the others nothing.
@@ -115,7 +127,7 @@ class Batcher:
                 await self._run([pending])
             return
         if isinstance(outcome, Retry) and outcome.again:
-            outcome = await run_batch(self.engine, self.tables, commands, wait=False)
+            outcome = await self._run_batch(commands)
         if isinstance(outcome, Retry):
             outcome = Outcome(replies={0: problem_reply(outcome.error)})
         for index, reply in outcome.replies.items():
@@ -123,7 +135,12 @@ class Batcher:
         for index, held in outcome.deferred.items():
             self._defer(batch[index], held)
         for index in outcome.later:
-            self._queue_of(batch[index].command).put_nowait(batch[index])
+            self._queue_of(batch[index].command).put(batch[index])
+
+    async def _run_batch(self, commands: list[Command]) -> Outcome | Retry:
+        return await run_batch(
+            self.engine, self.tables, commands, wait=False, timeouts=self.timeouts
+        )
 
     def _defer(self, pending: Pending, held: frozenset[Hashable]) -> None:
         """Rows held elsewhere: try again in a later batch, then wait for them alone."""
@@ -133,7 +150,7 @@ class Batcher:
             delay = RETRY_DELAYS[pending.skipped]
             pending.skipped += 1
             queue = self._queue_of(pending.command)
-            asyncio.get_running_loop().call_later(delay, queue.put_nowait, pending)
+            asyncio.get_running_loop().call_later(delay, queue.put, pending)
         else:
             asyncio.create_task(self._run_waiting(pending, held))  # noqa: RUF006
 
@@ -175,6 +192,39 @@ class Batcher:
             _answer(future, problem_reply(lock_timeout()))
         else:
             _answer(future, outcome.replies[0])
+
+
+class Lane:
+    """One partition's waiting commands, and what its worker takes as a batch.
+
+    Commands wait grouped by the batch they may join (one group per customer with scope
+    ``customer``, a single group with ``partition``), groups in the order their oldest command
+    came, each group in arrival order: a customer's commands stay in order either way. ``take``
+    hands out the first group, up to ``limit`` commands; what is left of it goes behind the
+    other groups, so that one hot customer cannot starve the partition's others.
+    """
+
+    def __init__(self, scope: BatchScope) -> None:
+        self._by_customer = scope == "customer"
+        self._groups: dict[str, deque[Pending]] = {}  # insertion order: oldest group first
+        self._arrived = asyncio.Event()
+
+    def put(self, pending: Pending) -> None:
+        group = pending.command.partition if self._by_customer else ""
+        self._groups.setdefault(group, deque()).append(pending)
+        self._arrived.set()
+
+    async def take(self, limit: int) -> list[Pending]:
+        """The next batch: at least one command (waits for one), at most ``limit``."""
+        while not self._groups:
+            self._arrived.clear()
+            await self._arrived.wait()
+        group = next(iter(self._groups))
+        waiting = self._groups.pop(group)
+        batch = [waiting.popleft() for _ in range(min(limit, len(waiting)))]
+        if waiting:
+            self._groups[group] = waiting
+        return batch
 
 
 class Gates:

@@ -26,12 +26,28 @@ class Rows:
         return self._rows[0] if self._rows else None
 
 
+Statement = tuple[str, Any]  # SQL and its parameters
+
+
 class Fetching:
-    def __init__(self, pg: psycopg.AsyncConnection[Any]) -> None:
+    """``prelude``: a statement to send with the transaction's first one, in the same round
+    trip (its rows are not wanted): the transaction's own settings, which need no trip of
+    their own."""
+
+    def __init__(self, pg: psycopg.AsyncConnection[Any], prelude: Statement | None = None) -> None:
         self.pg = pg
+        self.prelude = prelude
 
     async def exec_driver_sql(self, statement: str, parameters: Any = None) -> Rows:
-        cursor = await self.pg.execute(statement, parameters)
+        if self.prelude is None:
+            cursor = await self.pg.execute(statement, parameters)
+        else:
+            prelude, self.prelude = self.prelude, None
+            # BEGIN still travels alone (psycopg syncs it), as without the prelude; the prelude
+            # and the statement then share the next trip, which the pipeline's end sends.
+            async with self.pg.pipeline():
+                await self.pg.execute(*prelude)
+                cursor = await self.pg.execute(statement, parameters)
         return Rows(await cursor.fetchall() if cursor.description else [])
 
 

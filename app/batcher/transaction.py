@@ -3,9 +3,10 @@
 The steps, always in this order (Formance's single write path, TigerBeetle's batches):
 
 1. lock the rows every command wants, table by table in the registered order, rows in key
-   order; on the batch path without waiting (``SKIP LOCKED``): a command whose rows another
-   transaction holds is *deferred* (to later batches, then the waiting path; see ``batcher``)
-   instead of stalling the batch;
+   order (the transaction's own timeouts travel with the first statement); on the batch path
+   without waiting (``SKIP LOCKED``): a command whose rows another transaction holds is
+   *deferred* (to later batches, then the waiting path; see ``batcher``) instead of stalling
+   the batch;
 2. claim the batch's ``Idempotency-Key``s in one statement: a key already answered is replayed,
    a key in flight elsewhere is deferred;
 3. apply each command's pure rules in arrival order, each seeing the previous one's result
@@ -33,7 +34,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.batcher import idempotency
-from app.batcher.driver import Fetching, Queueing
+from app.batcher.driver import Fetching, Queueing, Statement
 from app.batcher.errors import IdempotencyKeyReused
 from app.batcher.protocols import Command, Table
 from app.core.errors import DomainError, ServiceUnavailable
@@ -57,6 +58,14 @@ class Outcome:
     later: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """``lock_timeout`` and ``statement_timeout`` of a write transaction, in milliseconds."""
+
+    lock_ms: int
+    statement_ms: int
+
+
 @dataclass(slots=True)
 class Retry:
     """The database refused the batch; nothing was applied. ``error`` is the answer if the
@@ -77,16 +86,21 @@ async def run_batch(
     *,
     wait: bool,
     deadline: float | None = None,
+    timeouts: Timeouts | None = None,
 ) -> Outcome | Retry:
     """Run ``commands`` as one transaction. ``wait``: wait for locks others hold (the waiting
-    path), all of them together until ``deadline`` (``time.monotonic()``), not each its own."""
+    path), all of them together until ``deadline`` (``time.monotonic()``), not each its own.
+    Without a deadline, ``timeouts`` bound the transaction's waits and statements (none: the
+    session's own, as the connection or its role sets them)."""
     for attempt in (1, 2):
         try:
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 pg = cast(psycopg.AsyncConnection[Any], raw.driver_connection)
                 try:
-                    return await _transaction(pg, tables, commands, wait=wait, deadline=deadline)
+                    return await _transaction(
+                        pg, tables, commands, wait=wait, deadline=deadline, timeouts=timeouts
+                    )
                 except BaseException:
                     # Whatever went wrong, the connection may be mid-pipeline or have stale
                     # prepared statements: never hand it to anyone again.
@@ -112,12 +126,12 @@ async def _transaction(
     *,
     wait: bool,
     deadline: float | None,
+    timeouts: Timeouts | None,
 ) -> Outcome | Retry:
     outcome = Outcome()
-    conn = cast(AsyncConnection, Fetching(pg))  # repositories need only exec_driver_sql
+    fetching = Fetching(pg, _limits(deadline, timeouts))
+    conn = cast(AsyncConnection, fetching)  # repositories need only exec_driver_sql
     try:
-        if deadline is not None:
-            await _limit_waits(conn, deadline)
         states, runnable = await _lock(conn, tables, commands, outcome, wait=wait)
         runnable = await _claim_keys(conn, commands, runnable, outcome, wait=wait)
         answers = _apply(commands, runnable, states, outcome)
@@ -127,6 +141,8 @@ async def _transaction(
     try:
         async with pg.pipeline():
             queue = cast(AsyncConnection, Queueing(pg))
+            if fetching.prelude is not None:  # nothing was locked or claimed: still unsent
+                await queue.exec_driver_sql(*fetching.prelude)
             for table in tables:
                 await table.write(queue, states[table.name])
             if answers:
@@ -259,15 +275,27 @@ def _apply(
     return answers
 
 
-async def _limit_waits(conn: AsyncConnection, deadline: float) -> None:
-    """Bound every wait of this transaction by what is left until ``deadline``: Postgres's
-    ``lock_timeout`` counts each wait on its own (and a queued row lock may wait twice), so the
-    whole statement is bounded too."""
-    left = str(max(1, int((deadline - time.monotonic()) * 1000)))
-    await conn.exec_driver_sql(
-        "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-        (left, left),
-    )
+_SET_TIMEOUTS = (
+    "SELECT set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)"
+)
+
+
+def _limits(deadline: float | None, timeouts: Timeouts | None) -> Statement | None:
+    """The transaction's own timeouts, transaction-local (``set_config(…, true)``, i.e.
+    ``SET LOCAL``): nothing outlives the transaction on a connection a pooler such as PgBouncer
+    hands to someone else next, and they hold even where the connection has none (PgBouncer
+    refuses timeouts as startup options). Sent with the transaction's first statement
+    (``Fetching``'s prelude), so they cost no round trip of their own.
+
+    With a ``deadline`` (the waiting path), every wait is bounded by what is left until it:
+    Postgres's ``lock_timeout`` counts each wait on its own (and a queued row lock may wait
+    twice), so the whole statement is bounded too."""
+    if deadline is not None:
+        left = str(max(1, int((deadline - time.monotonic()) * 1000)))
+        return _SET_TIMEOUTS, (left, left)
+    if timeouts is not None:
+        return _SET_TIMEOUTS, (str(timeouts.lock_ms), str(timeouts.statement_ms))
+    return None
 
 
 def lock_timeout() -> ServiceUnavailable:

@@ -7,7 +7,7 @@ each. Sessions (``sessionmaker``) serve the few ORM users: API keys, the sweeper
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import URL, make_url
@@ -30,6 +30,30 @@ def to_sqlalchemy_url(database_url: str) -> URL:
     raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got driver {url.drivername!r}")
 
 
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """What every connection is opened with (psycopg's ``connect``).
+
+    Timeouts: as startup options, they bound every statement of the connection: reads, the
+    sweeper, API keys. PgBouncer refuses them there (``db_startup_timeouts=false``): put them on
+    the role instead (``ALTER ROLE … SET``, docs/scaling.md). The write path does not depend on
+    either: it sets its own per transaction (``app.batcher.transaction``).
+
+    Prepared statements: psycopg prepares a statement once it ran 5 times on a connection.
+    PgBouncer < 1.21 in transaction mode cannot keep them (the next transaction may get another
+    server connection); ``db_prepared_statements=false`` never prepares (``prepare_threshold``
+    None), at the price of planning every statement each time.
+    """
+    args: dict[str, Any] = {"application_name": "balances"}
+    if settings.db_startup_timeouts:
+        args["options"] = (
+            f"-c lock_timeout={settings.lock_timeout_ms}"
+            f" -c statement_timeout={settings.statement_timeout_ms}"
+        )
+    if not settings.db_prepared_statements:
+        args["prepare_threshold"] = None
+    return args
+
+
 class Database:
     def __init__(self, database_url: str, settings: Settings) -> None:
         self.engine: AsyncEngine = create_async_engine(
@@ -41,11 +65,7 @@ class Database:
             # new connection when one turns out to be dead, before anything was committed.
             pool_pre_ping=False,
             hide_parameters=True,  # logged errors name the statement, never customer data
-            connect_args={
-                "application_name": "balances",
-                "options": f"-c lock_timeout={settings.lock_timeout_ms}"
-                f" -c statement_timeout={settings.statement_timeout_ms}",
-            },
+            connect_args=connect_args(settings),
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -1,0 +1,55 @@
+"""Connections behind PgBouncer in transaction mode: no prepared statements, no startup options.
+
+PgBouncer < 1.21 hands each transaction whichever server connection is free, where a statement
+psycopg prepared on another one does not exist; and it refuses timeouts as startup options.
+With ``BALANCES_DB_PREPARED_STATEMENTS=false`` and ``BALANCES_DB_STARTUP_TIMEOUTS=false`` the
+service must still write and read, and leave nothing prepared on the server.
+"""
+
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.core.clock import FrozenClock
+from tests.batcher.test_batcher import another_app
+from tests.helpers import Api
+
+# One connection for everything, so that what it holds is what the service left on it.
+ONE_CONNECTION = {"db_pool_size": 1, "db_max_overflow": 0, "write_partitions": 1}
+BEHIND_PGBOUNCER = {"db_prepared_statements": False, "db_startup_timeouts": False}
+
+
+async def prepared_on_the_pool(app: FastAPI) -> int:
+    async with app.state.database.engine.connect() as conn:
+        return int(
+            (await conn.execute(text("SELECT count(*) FROM pg_prepared_statements"))).one()[0]
+        )
+
+
+async def write_and_read(api: Api, times: int) -> None:
+    """Each more often than psycopg's threshold for preparing a statement (5)."""
+    for n in range(1, times + 1):
+        balance = await api.update(add_to_balance=1)
+        assert balance["remaining"] == n
+        listed = await api.ok("balances.list", {"customer_id": "cus_1"})
+        assert [b["remaining"] for b in listed["list"]] == [n]
+
+
+@pytest.mark.parametrize(("settings", "prepared"), [(BEHIND_PGBOUNCER, False), ({}, True)])
+async def test_with_prepared_statements_off_the_service_writes_and_reads_and_prepares_nothing(
+    db: psycopg.Connection,
+    database_url: str,
+    clock: FrozenClock,
+    keys: dict[str, str],
+    settings: dict[str, Any],
+    prepared: bool,
+) -> None:
+    options = {**ONE_CONNECTION, **settings, "auth_cache_seconds": 3600}
+    async with another_app(database_url, clock, db, keys["write"], **options) as (app, api):
+        await api.create(included_grant=0)
+        await write_and_read(api, times=8)
+        # The default prepares what runs often (so the check is not vacuous); off, nothing.
+        assert (await prepared_on_the_pool(app) > 0) is prepared
