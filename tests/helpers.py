@@ -29,7 +29,7 @@ class Api:
         self.db = db
         self.secret = secret
 
-    async def post(self, path: str, body: Any, **headers: str) -> httpx.Response:
+    async def post(self, path: str, body: Any, **headers: str | None) -> httpx.Response:
         """POST as JSON with this API's key; a header given as None is left out."""
         content = body if isinstance(body, bytes | str) else dumps_exact(body)
         defaults = {"content-type": "application/json", "authorization": f"Bearer {self.secret}"}

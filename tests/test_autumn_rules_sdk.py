@@ -75,7 +75,8 @@ def refused(call: Any, field: str) -> None:
 
 
 def remaining_by_id(autumn: Autumn, customer: str) -> dict[str, float]:
-    return {b.id: b.remaining for b in autumn.balances.list(customer_id=customer).list}
+    balances = autumn.balances.list(customer_id=customer).list
+    return {b.id: b.remaining for b in balances if b.id is not None}
 
 
 # --- 3. cap never drops usage on a balance that allows overage -------------------------------

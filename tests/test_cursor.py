@@ -2,6 +2,7 @@
 
 import base64
 import json
+from collections.abc import Mapping
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ from app.core.errors import InvalidCursor
 from tests.helpers import Api, problem
 
 
-async def post(api: Api, path: str, body: dict[str, object]) -> httpx.Response:
+async def post(api: Api, path: str, body: Mapping[str, object]) -> httpx.Response:
     """JSON with every non-ASCII character escaped, so a lone surrogate reaches the service."""
     return await api.post(path, json.dumps(body))
 

@@ -102,7 +102,11 @@ async def test_duplicate_balance_id_is_refused(api: Api) -> None:
 
 
 async def test_next_reset_at_in_the_past_is_refused(api: Api) -> None:
-    body = {"customer_id": "cus_1", "feature_id": "f", "reset": {"interval": "day"}}
+    body: dict[str, object] = {
+        "customer_id": "cus_1",
+        "feature_id": "f",
+        "reset": {"interval": "day"},
+    }
     body["next_reset_at"] = to_epoch_ms(START - timedelta(days=1))
     problem(await api.post("balances.create", body), 422, "invalid_request")
     assert api.count("balances") == 0
@@ -168,7 +172,11 @@ async def test_create_entry_records_the_grant_as_its_delta(api: Api) -> None:
 
 async def test_duplicate_entity_key_writes_nothing(api: Api) -> None:
     existing = await api.create(entity_id="seat_1", included_grant=3)
-    body = {"customer_id": "cus_1", "feature_id": "api_calls", "entity_id": "seat_1"}
+    body: dict[str, object] = {
+        "customer_id": "cus_1",
+        "feature_id": "api_calls",
+        "entity_id": "seat_1",
+    }
     body["included_grant"] = 99
     problem(await api.post("balances.create", body), 409, "balance_exists")
     assert api.count("balances") == 1 and api.ledger_kinds(existing["id"]) == ["create"]
@@ -227,14 +235,22 @@ async def test_balance_id_of_another_customers_balance_is_refused(api: Api) -> N
 
 
 async def test_next_reset_at_equal_to_now_is_refused(api: Api) -> None:
-    body = {"customer_id": "cus_1", "feature_id": "f", "reset": {"interval": "day"}}
+    body: dict[str, object] = {
+        "customer_id": "cus_1",
+        "feature_id": "f",
+        "reset": {"interval": "day"},
+    }
     body["next_reset_at"] = to_epoch_ms(START)
     problem(await api.post("balances.create", body), 422, "invalid_request")
     assert api.count("balances") == 0 and api.count("balance_ledger") == 0
 
 
 async def test_next_reset_at_on_explicit_one_off_is_refused(api: Api) -> None:
-    body = {"customer_id": "cus_1", "feature_id": "f", "reset": {"interval": "one_off"}}
+    body: dict[str, object] = {
+        "customer_id": "cus_1",
+        "feature_id": "f",
+        "reset": {"interval": "one_off"},
+    }
     body["next_reset_at"] = to_epoch_ms(START + timedelta(days=1))
     problem(await api.post("balances.create", body), 422, "invalid_request")
     assert api.count("balances") == 0

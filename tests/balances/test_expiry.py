@@ -57,7 +57,7 @@ async def test_setting_expires_at_in_the_past_is_refused(api: Api) -> None:
     """A past expiry is a mistake (often seconds sent as milliseconds): 422, nothing changes.
     To end a balance now, delete it."""
     balance = await api.create(included_grant=5)
-    body = {"customer_id": "cus_1", "feature_id": "api_calls"}
+    body: dict[str, object] = {"customer_id": "cus_1", "feature_id": "api_calls"}
     body["expires_at"] = to_epoch_ms(START - timedelta(seconds=1))
     problem(await api.post("balances.update", body), 422, "invalid_request")
     assert api.ledger_kinds(balance["id"]) == ["create"]

@@ -11,8 +11,8 @@ from app.balances.periods import boundary, first_boundary_after
 RESETTING = [i for i in Interval if i is not Interval.ONE_OFF]
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 def test_month_anchored_on_31st_clamps_then_returns_to_31st() -> None:

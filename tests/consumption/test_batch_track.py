@@ -11,6 +11,7 @@ import httpx
 import psycopg
 import pytest
 from autumn_sdk import Autumn
+from autumn_sdk.models import RequestBodyTypedDict
 
 from app.core.json import dumps_exact, loads_exact
 from app.core.types import to_epoch_ms
@@ -202,20 +203,14 @@ def test_sdk_batch_tracks_across_customers_and_entities(
     other = f"{customer}_b"
     autumn.balances.create(customer_id=customer, feature_id="api_calls", included_grant=10)
     autumn.balances.create(customer_id=other, feature_id="api_calls", included_grant=10)
-    done = autumn.batch_track(
-        request=[
-            {"customer_id": customer, "feature_id": "api_calls", "value": 3},
-            {"customer_id": other, "feature_id": "api_calls", "value": 2, "properties": {"a": 1}},
-            {"customer_id": customer, "feature_id": "api_calls", "entity_id": "e1"},
-            {"customer_id": customer, "feature_id": "missing"},
-            {
-                "customer_id": other,
-                "feature_id": "api_calls",
-                "value": 20,
-                "overage_behavior": "cap",
-            },
-        ]
-    )
+    request: list[RequestBodyTypedDict] = [
+        {"customer_id": customer, "feature_id": "api_calls", "value": 3},
+        {"customer_id": other, "feature_id": "api_calls", "value": 2, "properties": {"a": 1}},
+        {"customer_id": customer, "feature_id": "api_calls", "entity_id": "e1"},
+        {"customer_id": customer, "feature_id": "missing"},
+        {"customer_id": other, "feature_id": "api_calls", "value": 20, "overage_behavior": "cap"},
+    ]
+    done = autumn.batch_track(request=request)
     assert done.success is True
     [body] = seen
     assert [r["status"] for r in body["results"]] == [200, 200, 200, 404, 200]
@@ -230,7 +225,9 @@ def test_sdk_batch_track_retried_with_one_idempotency_key_applies_once(
 ) -> None:
     autumn, seen = answers
     autumn.balances.create(customer_id=customer, feature_id="api_calls", included_grant=10)
-    request = [{"customer_id": customer, "feature_id": "api_calls", "value": 4}] * 2
+    request: list[RequestBodyTypedDict] = [
+        {"customer_id": customer, "feature_id": "api_calls", "value": 4}
+    ] * 2
     headers = {"Idempotency-Key": f"batch-{customer}"}
     for _ in range(2):
         assert autumn.batch_track(request=request, http_headers=headers).success is True

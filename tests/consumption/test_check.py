@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from autumn_sdk import Autumn
 from autumn_sdk.errors import AutumnError
+from autumn_sdk.models import LockTypedDict
 
 from app.core.clock import FrozenClock
 from app.core.types import to_epoch_ms
@@ -153,7 +154,11 @@ def test_sdk_check_with_send_event_and_lock_reserves_then_finalizes(
 def test_sdk_reads_show_an_expired_lock_released(autumn: Autumn, customer: str) -> None:
     autumn.balances.create(customer_id=customer, feature_id="tokens", included_grant=100)
     expires_at = int(time.time() * 1000) + 1500
-    lock = {"lock_id": f"job_{uuid.uuid4().hex[:8]}", "enabled": True, "expires_at": expires_at}
+    lock: LockTypedDict = {
+        "lock_id": f"job_{uuid.uuid4().hex[:8]}",
+        "enabled": True,
+        "expires_at": expires_at,
+    }
     check = autumn.check(customer_id=customer, feature_id="tokens", required_balance=30, lock=lock)
     assert check.allowed is True
     [balance] = autumn.balances.list(customer_id=customer).list
@@ -169,7 +174,7 @@ def test_sdk_reads_show_an_expired_lock_released(autumn: Autumn, customer: str) 
 def test_sdk_lock_more_than_a_day_ahead_is_refused(autumn: Autumn, customer: str) -> None:
     autumn.balances.create(customer_id=customer, feature_id="tokens", included_grant=100)
     expires_at = int(time.time() * 1000) + 25 * 3600 * 1000
-    lock = {"lock_id": "job_far", "enabled": True, "expires_at": expires_at}
+    lock: LockTypedDict = {"lock_id": "job_far", "enabled": True, "expires_at": expires_at}
     with pytest.raises(AutumnError) as raised:
         autumn.check(customer_id=customer, feature_id="tokens", required_balance=1, lock=lock)
     assert raised.value.status_code == 422

@@ -16,7 +16,7 @@ async def _track_many(api: Api, count: int, **fields: object) -> list[Decimal]:
 async def test_hundred_capped_tracks_against_sixty_deduct_exactly_sixty(api: Api) -> None:
     await api.create(included_grant=60)
     deducted = await _track_many(api, 100)
-    assert deducted.count(1) == 60 and deducted.count(0) == 40
+    assert deducted.count(Decimal(1)) == 60 and deducted.count(Decimal(0)) == 40
     page = await api.ok("balances.list", {"customer_id": "cus_1"})
     assert page["list"][0]["remaining"] == 0
     assert api.invariant_violations() == []

@@ -31,7 +31,8 @@ def by_id(result: dict[str, Any]) -> dict[str, Any]:
 
 async def pool(api: Api) -> dict[str, Any]:
     page = await api.ok("balances.list", {"customer_id": "cus_1", "feature_id": "api_calls"})
-    [balance] = [b for b in page["list"] if b["entity_id"] is None]
+    balances: list[dict[str, Any]] = [b for b in page["list"] if b["entity_id"] is None]
+    [balance] = balances
     return balance
 
 

@@ -101,11 +101,11 @@ async def test_ledger_records_the_idempotency_key(api: Api, balance: dict[str, A
 async def test_malformed_idempotency_key_is_refused(
     api: Api, balance: dict[str, Any], key: str | bytes
 ) -> None:
-    headers = {"idempotency-key": key}
+    raw = key if isinstance(key, bytes) else key.encode()
     response = await api.client.post(
         "/v1/balances.update",
         json=ADD,
-        headers={**headers, "authorization": f"Bearer {api.secret}"},
+        headers={b"idempotency-key": raw, b"authorization": f"Bearer {api.secret}".encode()},
     )
     problem(response, 422, "invalid_request")
     assert api.ledger_kinds(balance["id"]) == ["create"]
