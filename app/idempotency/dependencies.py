@@ -4,6 +4,7 @@ import hashlib
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
+from pydantic import WithJsonSchema
 
 from app.auth.dependencies import PrincipalDep
 from app.auth.service import Principal
@@ -11,22 +12,26 @@ from app.batcher.protocols import Envelope, IdempotencyClaim
 from app.core.context import RequestContext
 from app.core.errors import InvalidRequest
 from app.core.json import dumps_exact
+from app.core.types import IDEMPOTENCY_KEY, IDEMPOTENCY_KEY_SCHEMA
 from app.idempotency.models import DEPLOYMENT
 
 
 async def idempotency_key(
     key: Annotated[
         str | None,
+        WithJsonSchema(IDEMPOTENCY_KEY_SCHEMA),
         Header(
             alias="Idempotency-Key",
-            description="1-255 printable characters. A retry with the same key and body gets "
-            "the first answer again (header `Idempotent-Replayed: true`), never a second change.",
+            description="1-255 printable ASCII characters, no space at either end. A retry "
+            "with the same key and body gets the first answer again (header "
+            "`Idempotent-Replayed: true`), never a second change.",
         ),
     ] = None,
 ) -> str | None:
-    if key is not None and not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidRequest(
-            "Idempotency-Key must be 1-255 printable ASCII characters.", "Idempotency-Key"
+            "Idempotency-Key must be 1-255 printable ASCII characters, no space at either end.",
+            "Idempotency-Key",
         )
     return key
 
