@@ -100,7 +100,8 @@ def db(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         yield conn
         conn.execute(
-            "TRUNCATE balances, balance_ledger, balance_locks, idempotency_keys RESTART IDENTITY"
+            "TRUNCATE balances, balance_ledger, balance_locks, lock_ids, idempotency_keys"
+            " RESTART IDENTITY"
         )
 
 

@@ -242,3 +242,30 @@ def test_create_with_seconds_for_expires_at_is_refused(autumn: Autumn, customer:
         customer_id=customer, feature_id="api_calls", included_grant=10, expires_at=in_a_day
     )
     assert created.success is True
+
+
+def test_a_lock_id_is_unique_across_customers_and_finalize_needs_only_the_id(
+    autumn: Autumn, customer: str
+) -> None:
+    other = f"{customer}_b"
+    for who in (customer, other):
+        autumn.balances.create(customer_id=who, feature_id="tokens", included_grant=100)
+    lock_id = f"job_{uuid.uuid4().hex[:8]}"
+
+    def check(who: str, amount: int) -> Any:
+        return autumn.check(
+            customer_id=who,
+            feature_id="tokens",
+            required_balance=amount,
+            lock={"lock_id": lock_id, "enabled": True},
+        )
+
+    assert check(customer, 40).allowed is True
+    with pytest.raises(AutumnError) as raised:
+        check(other, 10)
+    assert raised.value.status_code == 409
+    assert json.loads(raised.value.body)["code"] == "lock_exists"
+    settled = autumn.balances.finalize(lock_id=lock_id, action="confirm", override_value=30)
+    assert settled.success is True
+    assert [b.remaining for b in autumn.balances.list(customer_id=customer).list] == [70]
+    assert [b.remaining for b in autumn.balances.list(customer_id=other).list] == [100]

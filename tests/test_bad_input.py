@@ -23,7 +23,7 @@ SURROGATES = {
     "utf-8 bytes": b"\xed\xa0\x80",
 }
 NOT_TEXT = "the body is not valid JSON (NaN, Infinity and lone surrogates included)"
-TABLES = ("balances", "balance_ledger", "balance_locks", "idempotency_keys")
+TABLES = ("balances", "balance_ledger", "balance_locks", "lock_ids", "idempotency_keys")
 
 # One valid body per POST operation; each would change or read the balance set up below.
 BODIES: dict[str, dict[str, Any]] = {

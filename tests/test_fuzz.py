@@ -81,7 +81,8 @@ def fuzz_app(database_url: str) -> Iterator[FastAPI]:
     APP.app = None
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE balances, balance_ledger, balance_locks, idempotency_keys RESTART IDENTITY"
+            "TRUNCATE balances, balance_ledger, balance_locks, lock_ids, idempotency_keys"
+            " RESTART IDENTITY"
         )
 
 

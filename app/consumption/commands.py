@@ -37,7 +37,14 @@ from app.core.errors import DomainError, InvalidRequest
 from app.core.json import render_reply
 from app.core.reply import Reply
 from app.reservations import rules as reservations
-from app.reservations.rows import ActiveLocks, LockKey, LockRow, customer_level, draws_on
+from app.reservations.rows import (
+    ActiveLocks,
+    LockKey,
+    LockRow,
+    NewLock,
+    customer_level,
+    draws_on,
+)
 from app.reservations.table import TABLE as LOCKS
 from app.reservations.table import LockedReservations
 
@@ -207,7 +214,7 @@ class CheckAndChange(Enveloped):
     def wants(self) -> Mapping[str, Sequence[Hashable]]:
         wants = feature_wants(_scope(self.params), self.now)
         if self.params.lock is not None:
-            wants[LOCKS].append(LockKey(self.params.customer_id, self.params.lock.lock_id))
+            wants[LOCKS].append(NewLock(LockKey(self.params.customer_id, self.params.lock.lock_id)))
         return wants
 
     def apply(self, states: Mapping[str, Any]) -> Reply:
@@ -231,7 +238,7 @@ class CheckAndChange(Enveloped):
                 reserved: LockedReservations = states[LOCKS]
                 lock, entries = reservations.reserve(
                     current,
-                    reserved.get(LockKey(p.customer_id, p.lock.lock_id)),
+                    reserved.id_taken(LockKey(p.customer_id, p.lock.lock_id)),
                     scope=_scope(p),
                     lock_id=p.lock.lock_id,
                     amount=p.required_balance,

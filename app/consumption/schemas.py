@@ -19,7 +19,9 @@ BATCH_TRACK_LIMIT = 1000
 
 
 class LockParams(RequestSchema):
-    lock_id: ExternalId = Field(description="Unique per customer; pass it to balances.finalize.")
+    lock_id: ExternalId = Field(
+        description="Unique across the deployment, never reused; pass it to balances.finalize."
+    )
     enabled: Literal[True] = True
     expires_at: EpochMillis | None = Field(
         default=None,

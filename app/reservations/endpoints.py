@@ -16,7 +16,7 @@ from app.core.schemas import SuccessResponse
 from app.idempotency.dependencies import EnvelopeDep
 from app.reservations import repository
 from app.reservations.commands import Finalize
-from app.reservations.errors import AmbiguousLock, LockNotFound
+from app.reservations.errors import LockNotFound
 from app.reservations.rows import LockKey, LockRow
 from app.reservations.schemas import FinalizeLockParams
 
@@ -58,7 +58,9 @@ async def finalize_lock(
     `confirm` keeps the reserved deduction, or with `override_value` deducts exactly that
     instead (the difference is taken or given back). `release` gives it all back. A lock can be
     finalized once: again, or after its `expires_at`, is `409 lock_not_active` (an expired lock
-    is given back automatically); an unknown `lock_id` is `404 lock_not_found`.
+    is given back automatically); an unknown `lock_id` is `404 lock_not_found`. A `lock_id` is
+    unique across the deployment, so it alone finds the lock; a `customer_id`, if given, must be
+    the lock's.
     """
     try:
         async with reading(request) as conn:
@@ -79,11 +81,7 @@ async def _find(conn: AsyncConnection, customer_id: str | None, lock_id: str) ->
         if lock is None:
             raise LockNotFound(f"Customer '{customer_id}' has no lock '{lock_id}'.")
         return lock
-    matches = await repository.find_by_lock_id(conn, lock_id)
-    if not matches:
+    found = await repository.find_by_lock_id(conn, lock_id)
+    if found is None:
         raise LockNotFound(f"There is no lock '{lock_id}'.")
-    if len(matches) > 1:
-        raise AmbiguousLock(
-            f"Several customers have a lock '{lock_id}': give customer_id to choose one."
-        )
-    return matches[0]
+    return found

@@ -15,12 +15,6 @@ class LockNotFound(DomainError):
     title = "Lock not found"
 
 
-class AmbiguousLock(DomainError):
-    code = "ambiguous_lock"
-    status = 409
-    title = "Several locks match"
-
-
 class LockNotActive(DomainError):
     code = "lock_not_active"
     status = 409

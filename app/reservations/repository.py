@@ -1,7 +1,8 @@
-"""All SQL that touches ``balance_locks``.
+"""All SQL that touches ``balance_locks`` and ``lock_ids``.
 
 Lock order: lock rows are locked *after* the balances they hold (the batcher locks tables in
 order: balances, then reservations), by every path, so reservations never deadlock with usage.
+Lock ids are claimed after the lock rows, under one advisory lock per id (``claim_ids``).
 """
 
 from collections.abc import Sequence
@@ -52,6 +53,31 @@ SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],
                      %s::numeric[], %s::jsonb[], %s::text[], %s::timestamptz[],
                      %s::timestamptz[], %s::timestamptz[])
 """
+# The advisory lock of one lock id: held by whoever claims the id, until its transaction ends.
+# Every writer of lock_ids holds it, so an INSERT under it never waits for another's; the batch
+# path only *tries* it (an id being claimed elsewhere defers the command, which then finds the
+# id taken or free), the waiting path waits for it, after its row locks.
+_ID_LOCK = "hashtextextended('lock_id' || chr(31) || c.lock_id, 0)"
+
+_CLAIM = f"""
+WITH tried AS MATERIALIZED (
+    SELECT c.lock_id, c.customer_id, pg_try_advisory_xact_lock({_ID_LOCK}) AS ours
+    FROM unnest(%s::text[], %s::text[]) AS c(lock_id, customer_id)
+), claimed AS (
+    INSERT INTO lock_ids (lock_id, customer_id)
+    SELECT lock_id, customer_id FROM tried WHERE ours
+    ON CONFLICT (lock_id) DO NOTHING
+    RETURNING lock_id
+)
+SELECT t.lock_id, t.customer_id, t.ours, c.lock_id IS NOT NULL
+FROM tried t LEFT JOIN claimed c ON c.lock_id = t.lock_id
+"""
+_WAIT_FOR_IDS = f"""
+SELECT pg_advisory_xact_lock({_ID_LOCK})
+FROM unnest(%s::text[]) AS c(lock_id) ORDER BY c.lock_id
+"""
+_UNCLAIM = "DELETE FROM lock_ids WHERE lock_id = ANY(%s::text[])"
+
 _UPDATE = """
 UPDATE balance_locks AS l SET status = u.status, amount = u.amount, finalized_at = u.finalized_at
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::numeric[], %s::timestamptz[])
@@ -85,9 +111,29 @@ async def lock(
     return locked, held
 
 
+async def claim_ids(
+    conn: AsyncConnection, keys: Sequence[LockKey], *, wait: bool
+) -> tuple[set[LockKey], set[LockKey]]:
+    """Claim each key's lock id for its customer (ids distinct), in this transaction; return the
+    keys claimed, and those whose id another transaction is claiming (``wait=False`` only). Any
+    other key's id is taken. A claim the transaction does not use must be ``unclaim``ed."""
+    ids, customers = [k.lock_id for k in keys], [k.customer_id for k in keys]
+    if wait:
+        await conn.exec_driver_sql(_WAIT_FOR_IDS, (ids,))
+    result: Sequence[Any] = (await conn.exec_driver_sql(_CLAIM, (ids, customers))).all()
+    claimed = {LockKey(customer, lock_id) for lock_id, customer, _, won in result if won}
+    busy = {LockKey(customer, lock_id) for lock_id, customer, ours, _ in result if not ours}
+    return claimed, busy
+
+
 async def write(
-    conn: AsyncConnection, updated: Sequence[LockRow], inserted: Sequence[LockRow]
+    conn: AsyncConnection,
+    updated: Sequence[LockRow],
+    inserted: Sequence[LockRow],
+    unclaimed: Sequence[str] = (),
 ) -> None:
+    if unclaimed:  # claims of commands that took no lock: the id stays free
+        await conn.exec_driver_sql(_UNCLAIM, (list(unclaimed),))
     if updated:
         columns = ("customer_id", "lock_id", "status", "amount", "finalized_at")
         await conn.exec_driver_sql(
@@ -101,12 +147,14 @@ async def write(
         await conn.exec_driver_sql(_INSERT, values)
 
 
-async def find_by_lock_id(conn: AsyncConnection, lock_id: str) -> list[LockRow]:
-    """Locks with this id across customers, read without locks (at most two: enough to tell
-    "one" from "several")."""
-    statement = f"SELECT {_COLUMNS} FROM balance_locks l WHERE l.lock_id = %s LIMIT 2"
-    result: Sequence[Any] = (await conn.exec_driver_sql(statement, (lock_id,))).all()
-    return [LockRow(*row) for row in result]
+async def find_by_lock_id(conn: AsyncConnection, lock_id: str) -> LockRow | None:
+    """The lock with this id, whichever customer's, read without locks: its customer from
+    ``lock_ids`` (on Citus: that table's shard, then the customer's)."""
+    statement = f"""SELECT {_COLUMNS} FROM balance_locks l
+        WHERE l.customer_id = (SELECT i.customer_id FROM lock_ids i WHERE i.lock_id = %s)
+          AND l.lock_id = %s"""
+    row: Any = (await conn.exec_driver_sql(statement, (lock_id, lock_id))).first()
+    return LockRow(*row) if row else None
 
 
 async def get(conn: AsyncConnection, key: LockKey) -> LockRow | None:

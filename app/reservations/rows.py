@@ -45,6 +45,15 @@ class LockKey:
 
 
 @dataclass(frozen=True, slots=True)
+class NewLock:
+    """A lock a command may take: its id is claimed in ``lock_ids`` for its customer before the
+    command applies (a lock id is unique across the deployment), and the claim is dropped again
+    if the command takes no lock."""
+
+    key: LockKey
+
+
+@dataclass(frozen=True, slots=True)
 class ActiveLocks:
     """The active reservations of one scope expired by ``expired_by`` (to give them back). For
     a customer-level scope (``entity_id`` None): those of every entity of the feature too, since

@@ -44,7 +44,7 @@ def check_expiry(expires_at: datetime | None, now: datetime) -> None:
 
 def reserve(
     balances: list[BalanceRow],
-    existing: LockRow | None,
+    id_taken: bool,
     *,
     scope: ScopeKey,
     lock_id: str,
@@ -54,10 +54,14 @@ def reserve(
     now: datetime,
 ) -> tuple[LockRow, list[Entry]]:
     """Deduct ``amount`` from ``balances`` (the caller's up-to-date copies of every balance the
-    scope draws on) and the lock row that holds it."""
+    scope draws on) and the lock row that holds it. ``id_taken``: a lock of any customer has had
+    ``lock_id`` (ids are unique across the deployment and never reused)."""
     check_expiry(expires_at, now)
-    if existing is not None:
-        raise LockExists(f"Customer '{scope.customer_id}' already has a lock '{lock_id}'.")
+    if id_taken:
+        raise LockExists(
+            f"Lock id '{lock_id}' is already taken: lock ids are unique across the deployment "
+            "and are not reused."
+        )
     plan = plan_deduction(draw_order(balances), amount, behavior)
     lock = LockRow(
         customer_id=scope.customer_id,

@@ -18,8 +18,8 @@ class FinalizeLockParams(RequestSchema):
     lock_id: ExternalId
     customer_id: ExternalId | None = Field(
         default=None,
-        description="Recommended. Autumn's SDK omits it: the lock is then found by `lock_id` "
-        "alone, and `409 ambiguous_lock` if several customers use that id.",
+        description="Optional (Autumn's SDK omits it): a `lock_id` is unique across the "
+        "deployment and finds the lock alone. If given, it must be the lock's customer.",
     )
     action: FinalizeAction = Field(
         description="`confirm` keeps the deduction; `release` returns it."

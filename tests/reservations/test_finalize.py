@@ -194,19 +194,6 @@ async def test_finalize_without_customer_finds_the_lock_by_id(api: Api) -> None:
     assert (await api.ok("balances.finalize", body)) == {"success": True}
 
 
-async def test_finalize_without_customer_is_ambiguous_when_ids_collide(api: Api) -> None:
-    for customer in ("cus_1", "cus_2"):
-        await api.create(customer_id=customer, included_grant=10)
-        body = {
-            "customer_id": customer,
-            "feature_id": "api_calls",
-            "lock": {"lock_id": "shared", "enabled": True},
-        }
-        await api.ok("balances.check", body)
-    body = {"lock_id": "shared", "action": "confirm"}
-    problem(await api.post("balances.finalize", body), 409, "ambiguous_lock")
-
-
 async def test_list_shows_an_expired_lock_released_without_writing(
     api: Api, clock: FrozenClock
 ) -> None:

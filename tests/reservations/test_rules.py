@@ -128,7 +128,7 @@ def take_lock(
     try:
         return reserve(
             live(work, NOW),
-            None,
+            False,
             scope=SCOPE,
             lock_id="lock_1",
             amount=amount,
@@ -439,23 +439,13 @@ def test_finalizing_a_lock_that_is_not_active_is_refused_and_changes_nothing(
     assert (work, lock) == held
 
 
-def test_a_second_lock_with_the_same_id_is_refused() -> None:
+def test_a_lock_whose_id_is_taken_is_refused() -> None:
     rows = [_row("bal_0")]
-    lock, _ = reserve(
-        rows,
-        None,
-        scope=SCOPE,
-        lock_id="lock_1",
-        amount=Decimal(1),
-        behavior=OverageBehavior.REJECT,
-        expires_at=None,
-        now=NOW,
-    )
     before = deepcopy(rows)
     with pytest.raises(LockExists):
         reserve(
             rows,
-            lock,
+            True,
             scope=SCOPE,
             lock_id="lock_1",
             amount=Decimal(1),
@@ -466,7 +456,7 @@ def test_a_second_lock_with_the_same_id_is_refused() -> None:
     with pytest.raises(InvalidRequest):
         reserve(
             rows,
-            None,
+            False,
             scope=SCOPE,
             lock_id="lock_2",
             amount=Decimal(1),
@@ -517,7 +507,7 @@ def test_confirming_more_than_is_left_under_reject_is_refused_and_the_lock_stays
     rows = [_row("bal_0"), _row("bal_1")]  # 10 + 10 granted
     lock, _ = reserve(
         rows,
-        None,
+        False,
         scope=SCOPE,
         lock_id="lock_1",
         amount=Decimal(4),
@@ -564,7 +554,7 @@ def test_releasing_a_lock_after_its_usage_was_given_back_does_not_credit_twice()
     rows = [_row("bal_0")]  # granted 10, usage 0
     lock, _ = reserve(
         rows,
-        None,
+        False,
         scope=SCOPE,
         lock_id="lock_1",
         amount=Decimal(5),
@@ -612,7 +602,7 @@ def test_a_lock_more_than_a_day_ahead_is_refused_and_changes_nothing() -> None:
         with pytest.raises(InvalidRequest):
             reserve(
                 rows,
-                None,
+                False,
                 scope=SCOPE,
                 lock_id="lock_1",
                 amount=Decimal(1),
@@ -651,7 +641,7 @@ def test_an_expired_lock_is_given_back_only_by_who_holds_its_balances() -> None:
     def lock_on(rows: list[BalanceRow], amount: int) -> LockRow:
         lock, _ = reserve(
             rows,
-            None,
+            False,
             scope=entity_scope,
             lock_id=f"lock_{amount}",
             amount=Decimal(amount),
