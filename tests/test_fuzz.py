@@ -96,7 +96,7 @@ def _pooled(field: str, value: str) -> str:
     return f"{field.removesuffix('_id')}_{sum(map(ord, value)) % POOLS[field]}"
 
 
-def _narrow_ids(case: schemathesis.Case) -> None:
+def _narrow_ids(case: schemathesis.Case[Any]) -> None:
     body_info = case.meta.components.get(ParameterLocation.BODY) if case.meta else None
     if body_info is None or body_info.mode != GenerationMode.POSITIVE:
         return  # an invalid body stays exactly as generated
@@ -104,11 +104,11 @@ def _narrow_ids(case: schemathesis.Case) -> None:
     if not isinstance(body, dict):
         return
     for field in POOLS:
-        if isinstance(body.get(field), str):
-            body[field] = _pooled(field, body[field])
+        if isinstance(value := body.get(field), str):
+            body[field] = _pooled(field, value)
     lock = body.get("lock")
-    if isinstance(lock, dict) and isinstance(lock.get("lock_id"), str):
-        lock["lock_id"] = _pooled("lock_id", lock["lock_id"])
+    if isinstance(lock, dict) and isinstance(lock_id := lock.get("lock_id"), str):
+        lock["lock_id"] = _pooled("lock_id", lock_id)
 
 
 _fresh_keys = itertools.count()
@@ -117,15 +117,17 @@ _fresh_keys = itertools.count()
 @pytest.mark.parametrize("idempotency_key", [False, True], ids=["no key", "idempotency key"])
 @schema.parametrize()
 def test_fuzz(
-    case: schemathesis.Case, fuzz_app: FastAPI, keys: dict[str, str], idempotency_key: bool
+    case: schemathesis.Case[Any],
+    fuzz_app: FastAPI,
+    keys: dict[str, str],
+    idempotency_key: bool,
 ) -> None:
     _narrow_ids(case)
-    headers = dict(case.headers or {})
+    headers = case.headers  # changed in place: it is case-insensitive, as HTTP headers are
     if not idempotency_key:
         headers.pop("Idempotency-Key", None)
     elif case.method == "POST" and "Idempotency-Key" not in headers:
         headers["Idempotency-Key"] = f"fuzz-{next(_fresh_keys)}"
-    case.headers = headers
     authorization = f"Bearer {keys['write']}"
     response = case.call_and_validate(headers={"Authorization": authorization})
     if response.request.headers.get("Authorization") == authorization:
