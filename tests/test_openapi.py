@@ -76,7 +76,8 @@ def number_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """The `type: number` branch of a (possibly nullable) property schema."""
     if schema.get("type") == "number":
         return schema
-    [branch] = [s for s in schema.get("anyOf", []) if s.get("type") == "number"]
+    branches: list[dict[str, Any]] = schema.get("anyOf", [])
+    [branch] = [s for s in branches if s.get("type") == "number"]
     return branch
 
 
