@@ -17,7 +17,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.balances import repository as balances
-from app.balances.rules import reset_if_due
+from app.balances.rules import catch_up
 from app.balances.table import BalancesTable
 from app.batcher.protocols import Envelope, Table
 from app.batcher.transaction import Retry, run_batch
@@ -79,10 +79,10 @@ class Sweeper:
                 rows, entries = [], []
                 for row in due:
                     row = copy(row)
-                    entry = reset_if_due(row, now)
-                    if entry is not None:
+                    caught_up = catch_up(row, now)
+                    if caught_up:
                         rows.append(row)
-                        entries.append((entry, SWEEPER_CONTEXT))
+                        entries += [(entry, SWEEPER_CONTEXT) for entry in caught_up]
                 await balances.write(conn, updated=rows, inserted=[], deleted=[])
                 if entries:
                     await ledger.append(conn, entries)

@@ -61,6 +61,14 @@ class Api:
         keys = ("kind", "remaining_delta", "usage_delta", "remaining_after", "usage_after")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
+    def rollover_ledger(self, balance_id: str) -> list[tuple[str, Decimal, Decimal]]:
+        """(kind, rollover_delta, rollover_after) of each entry of the balance, oldest first."""
+        return self.db.execute(
+            "SELECT kind, rollover_delta, rollover_after FROM balance_ledger "
+            "WHERE balance_id = %s ORDER BY id",
+            (balance_id,),
+        ).fetchall()
+
     def ledger_kinds(self, balance_id: str) -> list[str]:
         return [entry["kind"] for entry in self.ledger(balance_id)]
 
@@ -71,16 +79,24 @@ class Api:
         return int(row[0])
 
     def invariant_violations(self) -> list[tuple[str, Decimal, Decimal]]:
-        """Balances whose ledger does not sum to their remaining (deleted ones must sum to 0)."""
+        """Balances whose ledger does not sum to their remaining, or to what their rollovers
+        hold (deleted ones must sum to 0)."""
         return self.db.execute(
             """
+            WITH held AS (
+                SELECT customer_id, id,
+                       included_grant + prepaid_grant + adjustment - usage AS remaining,
+                       (SELECT coalesce(sum((t->>'remaining')::numeric), 0)
+                        FROM jsonb_array_elements(rollovers) t) AS rolled
+                FROM balances
+            )
             SELECT l.balance_id, coalesce(sum(l.remaining_delta), 0),
-                   coalesce(max(b.included_grant + b.prepaid_grant + b.adjustment - b.usage), 0)
+                   coalesce(max(b.remaining), 0)
             FROM balance_ledger l
-            LEFT JOIN balances b ON b.customer_id = l.customer_id AND b.id = l.balance_id
+            LEFT JOIN held b ON b.customer_id = l.customer_id AND b.id = l.balance_id
             GROUP BY l.balance_id
-            HAVING coalesce(sum(l.remaining_delta), 0)
-                <> coalesce(max(b.included_grant + b.prepaid_grant + b.adjustment - b.usage), 0)
+            HAVING coalesce(sum(l.remaining_delta), 0) <> coalesce(max(b.remaining), 0)
+                OR coalesce(sum(l.rollover_delta), 0) <> coalesce(max(b.rolled), 0)
             """
         ).fetchall()
 

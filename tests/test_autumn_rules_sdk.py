@@ -269,3 +269,30 @@ def test_a_lock_id_is_unique_across_customers_and_finalize_needs_only_the_id(
     assert settled.success is True
     assert [b.remaining for b in autumn.balances.list(customer_id=customer).list] == [70]
     assert [b.remaining for b in autumn.balances.list(customer_id=other).list] == [100]
+
+
+def test_a_rollover_carries_over_at_the_reset_and_is_spent_first(
+    autumn: Autumn, customer: str
+) -> None:
+    first_reset = int(time.time() * 1000) + 1500
+    autumn.balances.create(
+        customer_id=customer,
+        feature_id="api_calls",
+        included_grant=10,
+        reset={"interval": "minute"},
+        next_reset_at=first_reset,
+        rollover={"length": 1, "duration": "month", "max": 100},
+    )
+    autumn.track(customer_id=customer, feature_id="api_calls", value=3)
+    time.sleep(max(first_reset / 1000 - time.time(), 0) + 0.2)  # past the first reset
+    [balance] = autumn.balances.list(customer_id=customer).list
+    assert balance.remaining == 10
+    [carried] = balance.rollovers
+    assert (carried.granted, carried.balance) == (7, 7)
+    assert carried.expires_at > first_reset + 27 * DAY_MS  # a month after that reset
+    checked = autumn.check(customer_id=customer, feature_id="api_calls", required_balance=17)
+    assert checked.allowed is True
+    tracked = autumn.track(customer_id=customer, feature_id="api_calls", value=8)
+    assert tracked.balance is not None and tracked.balance.remaining == 9
+    [balance] = autumn.balances.list(customer_id=customer).list
+    assert balance.remaining == 9 and balance.rollovers[0].balance == 0

@@ -3,21 +3,26 @@
 Deduction order (Autumn's): unlimited balances first, then shortest reset period first,
 ``one_off`` last, then earliest ``expires_at`` (none last), then oldest. An unlimited balance
 is an infinite sink: it takes the whole amount, and the limited balances beside it are left
-untouched. Giving back (a negative value) goes to the unlimited balances first too (they took
-the usage), then walks the limited ones in reverse order. Locks are *not* taken in this order
+untouched. Without one, carry-overs (``rollovers``) are spent before any balance's own amount,
+soonest-expiring first. Giving back (a negative value) goes to the unlimited balances first too
+(they took the usage), then walks the limited ones in reverse order; it never refills a
+carry-over (as in Autumn). Locks are *not* taken in this order
 but in id order (see the repository): one fixed order for every multi-row lock in the service
 is what rules out deadlocks.
 """
 
 import enum
+from collections.abc import Iterator
 from copy import copy
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from app.balances.errors import InsufficientBalance
 from app.balances.models import Interval
+from app.balances.rollovers import Tranche, spend, spending_key
 from app.balances.rows import BalanceRow
-from app.balances.rules import Change, check_range, delete, record, reset_if_due
+from app.balances.rules import Change, catch_up, check_range, delete, record
 from app.core.errors import InvalidRequest
 from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
@@ -40,6 +45,25 @@ class OverageBehavior(enum.StrEnum):
     CAP = "cap"  # deduct only what fits (a balance with overage_allowed takes the rest)
     OVERFLOW = "overflow"  # deduct all; the first balance in order takes what is missing
     REJECT = "reject"  # deduct all or nothing (409 insufficient_balance)
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """``amount`` taken from ``balance`` (negative: given back): from its own usage, or from its
+    carry-over numbered ``rollover``."""
+
+    balance: BalanceRow
+    amount: Decimal
+    rollover: int | None = None
+
+
+def per_balance(draws: list[Draw]) -> list[tuple[BalanceRow, Decimal]]:
+    """What each balance gave in all, in the order of the draws (for answers)."""
+    totals: dict[str, tuple[BalanceRow, Decimal]] = {}
+    for draw in draws:
+        _, before = totals.get(draw.balance.id, (draw.balance, ZERO))
+        totals[draw.balance.id] = (draw.balance, before + draw.amount)
+    return list(totals.values())
 
 
 def deduction_order(balances: list[BalanceRow]) -> list[BalanceRow]:
@@ -77,12 +101,12 @@ def give_back_order(ordered: list[BalanceRow]) -> list[BalanceRow]:
 
 def plan_deduction(
     ordered: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None
-) -> list[tuple[BalanceRow, Decimal]]:
-    """Split ``value`` over ``ordered`` balances: ``[(balance, amount)]``, amounts non-zero.
+) -> list[Draw]:
+    """Split ``value`` over ``ordered`` balances (a draw order): the draws, amounts non-zero.
 
-    Each balance first gives what it has left (an unlimited one, first in deduction order,
-    takes everything). What no balance has left (Autumn's second pass) goes whole to one
-    balance:
+    Carry-overs give first (``carry_overs``), unless an unlimited balance (first in order) takes
+    everything. Then each balance gives what it has left. What no balance has left (Autumn's
+    second pass) goes whole to one balance:
 
     - ``overflow``: the first balance in order (the resetting, shortest-period one), whose
       debt the next reset clears;
@@ -92,14 +116,20 @@ def plan_deduction(
     """
     if value < 0:
         return _plan_give_back(ordered, -value)
-    plan: dict[str, Decimal] = {}
+    plan: dict[tuple[str, int | None], Decimal] = {}
     left = value
+    if not any(balance.unlimited for balance in ordered):
+        for balance, tranche in carry_overs(ordered):
+            take = min(left, tranche.remaining)
+            if take > 0:
+                plan[balance.id, tranche.period] = take
+                left -= take
     for balance in ordered:
         if left == 0:
             break
         take = left if balance.unlimited else min(left, max(balance.remaining, ZERO))
         if take > 0:
-            plan[balance.id] = take
+            plan[balance.id, None] = take
             left -= take
     if left > 0:
         if behavior is OverageBehavior.OVERFLOW:
@@ -107,16 +137,31 @@ def plan_deduction(
         else:
             target = next((b for b in ordered if b.overage_allowed), None)
         if target is not None:
-            plan[target.id] = plan.get(target.id, ZERO) + left
+            plan[target.id, None] = plan.get((target.id, None), ZERO) + left
         elif behavior is OverageBehavior.REJECT:
             raise InsufficientBalance(
                 f"Only {value - left} of the {value} requested is available: nothing was deducted."
             )
     by_id = {balance.id: balance for balance in ordered}
-    return [(by_id[balance_id], amount) for balance_id, amount in plan.items()]
+    return [
+        Draw(by_id[balance_id], amount, period) for (balance_id, period), amount in plan.items()
+    ]
 
 
-def _plan_give_back(ordered: list[BalanceRow], amount: Decimal) -> list[tuple[BalanceRow, Decimal]]:
+def carry_overs(ordered: list[BalanceRow]) -> Iterator[tuple[BalanceRow, Tranche]]:
+    """The carry-overs of ``ordered`` balances in the order they are spent: an entity's own
+    before its customer's (as its balances), each group soonest-expiring first."""
+    for own in (True, False):
+        pairs = [
+            (balance, tranche)
+            for balance in ordered
+            if (balance.entity_id is not None) is own
+            for tranche in balance.rollovers
+        ]
+        yield from sorted(pairs, key=lambda pair: spending_key(pair[1]))
+
+
+def _plan_give_back(ordered: list[BalanceRow], amount: Decimal) -> list[Draw]:
     """Give ``amount`` back to the most recently deducted balances first, never below 0 usage."""
     plan = []
     for balance in give_back_order(ordered):
@@ -124,21 +169,26 @@ def _plan_give_back(ordered: list[BalanceRow], amount: Decimal) -> list[tuple[Ba
             break
         back = min(amount, max(balance.usage, ZERO))
         if back > 0:
-            plan.append((balance, -back))
+            plan.append(Draw(balance, -back))
             amount -= back
     return plan
 
 
-def apply_usage(
-    plan: list[tuple[BalanceRow, Decimal]], kind: EntryKind, now: datetime
-) -> list[Entry]:
-    """Add each planned amount to its balance's usage (negative gives back), one entry each.
-    The rows are the caller's own copies."""
+def apply_draws(draws: list[Draw], kind: EntryKind, now: datetime) -> list[Entry]:
+    """Take each draw from its balance (the caller's own copy): from its usage (a negative
+    amount gives back) or from the carry-over it names; one entry each."""
     entries = []
-    for row, amount in plan:
-        row.usage += amount
-        check_range(row)
-        entries.append(record(row, kind, now, remaining_delta=-amount, usage_delta=amount))
+    for draw in draws:
+        row = draw.balance
+        if draw.rollover is None:
+            row.usage += draw.amount
+            check_range(row)
+            entries.append(
+                record(row, kind, now, remaining_delta=-draw.amount, usage_delta=draw.amount)
+            )
+        else:
+            row.rollovers = spend(row.rollovers, draw.rollover, draw.amount)
+            entries.append(record(row, kind, now, rollover_delta=-draw.amount))
     return entries
 
 
@@ -161,9 +211,7 @@ def delete_moving_usage(target: BalanceRow, others: list[BalanceRow], now: datet
     survivors = []
     for row in draw_order([r for r in others if r.id != target.id and not r.is_expired(now)]):
         row = copy(row)
-        reset = reset_if_due(row, now)
-        if reset is not None:
-            change.entries.append(reset)
+        change.entries += catch_up(row, now)
         survivors.append(row)
     if usage != 0 and not survivors:
         where = f"entity '{target.entity_id}' or its customer" if target.entity_id else "customer"
@@ -174,6 +222,6 @@ def delete_moving_usage(target: BalanceRow, others: list[BalanceRow], now: datet
             "recalculate_balances",
         )
     plan = plan_deduction(survivors, usage, OverageBehavior.OVERFLOW)
-    change.entries += apply_usage(plan, EntryKind.TRACK, now)
+    change.entries += apply_draws(plan, EntryKind.TRACK, now)
     change.saved += survivors
     return change

@@ -102,6 +102,14 @@ def new_balance(params: CreateBalanceParams, balance_id: str, now: datetime) -> 
     else:
         rules.require_future(params.next_reset_at, now, "next_reset_at")
         anchor = next_reset_at = params.next_reset_at
+    if params.rollover is not None and params.expires_at is not None:
+        assert next_reset_at is not None  # the schema refuses a rollover on a one_off balance
+        if params.expires_at < next_reset_at:
+            raise InvalidRequest(
+                "expires_at comes before the first reset, so nothing would ever roll over: "
+                "move expires_at after next_reset_at or omit rollover.",
+                "expires_at",
+            )
     return BalanceRow(
         customer_id=params.customer_id,
         id=params.balance_id or balance_id,
@@ -122,6 +130,7 @@ def new_balance(params: CreateBalanceParams, balance_id: str, now: datetime) -> 
         version=0,
         created_at=now,
         updated_at=now,
+        rollover=None if params.rollover is None else params.rollover.policy(),
     )
 
 

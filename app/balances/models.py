@@ -7,6 +7,7 @@ without redesign and every lookup is a primary-key prefix scan.
 import enum
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.models import AMOUNT, Base, one_of
@@ -86,3 +88,8 @@ class Balance(Base):
     version: Mapped[int] = mapped_column(BigInteger, server_default="1")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The rollover policy ({duration, length, max, max_percentage}; amounts as strings) and the
+    # carry-overs it made ([{period, granted, remaining, expires_at}]): they change only with
+    # the row, under its lock, so they live in it (see ``app/balances/rollovers.py``).
+    rollover: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    rollovers: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default="[]")

@@ -25,7 +25,7 @@ MONTHS_PER_PERIOD: dict[Interval, int] = {
 }
 
 
-def _add_months(anchor: datetime, months: int) -> datetime:
+def add_months(anchor: datetime, months: int) -> datetime:
     year, month_index = divmod(anchor.month - 1 + months, 12)
     year += anchor.year
     day = min(anchor.day, calendar.monthrange(year, month_index + 1)[1])
@@ -37,7 +37,7 @@ def boundary(anchor: datetime, interval: Interval, interval_count: int, k: int) 
     if interval in FIXED_PERIODS:
         return anchor + FIXED_PERIODS[interval] * (interval_count * k)
     if interval in MONTHS_PER_PERIOD:
-        return _add_months(anchor, MONTHS_PER_PERIOD[interval] * interval_count * k)
+        return add_months(anchor, MONTHS_PER_PERIOD[interval] * interval_count * k)
     raise ValueError(f"{interval} has no reset periods")
 
 

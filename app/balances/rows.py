@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 
+from app.balances.rollovers import RolloverPolicy, Tranches
+
 
 @dataclass(slots=True)
 class BalanceRow:
@@ -30,6 +32,10 @@ class BalanceRow:
     version: int
     created_at: datetime
     updated_at: datetime
+    rollover: RolloverPolicy | None = None
+    # What earlier periods carried over (``rollovers``), in ``period`` order. Immutable: a rule
+    # replaces the tuple, so a shallow copy of the row never shares a change with its original.
+    rollovers: Tranches = ()
 
     @property
     def granted(self) -> Decimal:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from app.balances import resets, rollovers
 from app.balances.errors import (
     AmbiguousBalance,
     AmountOutOfRange,
@@ -18,7 +19,6 @@ from app.balances.errors import (
     BalanceUnlimited,
 )
 from app.balances.models import Interval
-from app.balances.resets import due_reset
 from app.balances.rows import BalanceRow
 from app.core.errors import InvalidRequest
 from app.core.types import QUANTITY_LIMIT
@@ -45,28 +45,31 @@ def record(
     *,
     remaining_delta: Decimal = ZERO,
     usage_delta: Decimal = ZERO,
+    rollover_delta: Decimal = ZERO,
 ) -> Entry:
     """The entry of a change just made to ``row`` (the rule's own copy): one change is one
     entry and one version, so an entry's ``balance_version`` names the state it produced."""
     row.version += 1
     row.updated_at = now
-    return _entry(row, kind, now, remaining_delta, usage_delta, after=row)
+    return _entry(row, kind, now, (remaining_delta, usage_delta, rollover_delta), after=row)
 
 
 def record_deletion(row: BalanceRow, now: datetime) -> Entry:
-    """The closing entry: takes remaining and usage to zero, so a deleted balance sums to 0."""
+    """The closing entry: takes remaining, usage and rollovers to zero, so a deleted balance
+    sums to 0."""
     row.version += 1
-    return _entry(row, EntryKind.DELETE, now, -row.remaining, -row.usage, after=None)
+    deltas = (-row.remaining, -row.usage, -rollovers.total(row.rollovers))
+    return _entry(row, EntryKind.DELETE, now, deltas, after=None)
 
 
 def _entry(
     row: BalanceRow,
     kind: EntryKind,
     now: datetime,
-    remaining_delta: Decimal,
-    usage_delta: Decimal,
+    deltas: tuple[Decimal, Decimal, Decimal],
     after: BalanceRow | None,
 ) -> Entry:
+    remaining_delta, usage_delta, rollover_delta = deltas
     return Entry(
         customer_id=row.customer_id,
         balance_id=row.id,
@@ -81,6 +84,8 @@ def _entry(
         granted_after=after.granted if after else ZERO,
         balance_version=row.version,
         created_at=now,
+        rollover_delta=rollover_delta,
+        rollover_after=rollovers.total(after.rollovers) if after else ZERO,
     )
 
 
@@ -114,26 +119,43 @@ def check_range(row: BalanceRow) -> None:
             raise AmountOutOfRange(f"This change would take {name} to 10^15 or beyond.")
 
 
-def reset_if_due(row: BalanceRow, now: datetime) -> Entry | None:
-    """Apply a due reset to ``row`` (a copy) and return its ``reset`` entry; None if not due.
+def catch_up(row: BalanceRow, now: datetime) -> list[Entry]:
+    """Persist in ``row`` (a copy) what time alone did by ``now`` (``resets.catch_up``), one
+    entry per step: carry-overs that expired, a due reset, what it carried over and trimmed.
 
-    The entry's ``remaining_delta`` is whatever takes remaining back to ``included_grant``, so
+    The ``reset`` entry's ``remaining_delta`` is whatever takes remaining back to the grant, so
     the ledger still sums to remaining after the reset.
     """
-    next_reset_at = due_reset(row, now)
-    if next_reset_at is None:
-        return None
+    caught_up = resets.catch_up(row, now)
+    entries = []
+    row.rollovers, _ = rollovers.drop_expired(row.rollovers, now)
+    if caught_up.expired:  # one that held nothing goes without an entry
+        entries.append(
+            record(row, EntryKind.ROLLOVER_EXPIRE, now, rollover_delta=-caught_up.expired)
+        )
+    if caught_up.next_reset_at is None:
+        return entries
     remaining_before, usage_before = row.remaining, row.usage
     row.usage = row.adjustment = ZERO
-    row.next_reset_at = next_reset_at
+    row.next_reset_at = caught_up.next_reset_at
     row.reset_count += 1
-    return record(
-        row,
-        EntryKind.RESET,
-        now,
-        remaining_delta=row.remaining - remaining_before,
-        usage_delta=-usage_before,
+    entries.append(
+        record(
+            row,
+            EntryKind.RESET,
+            now,
+            remaining_delta=row.remaining - remaining_before,
+            usage_delta=-usage_before,
+        )
     )
+    # Spent-out carry-overs drop at a reset without an entry: they held nothing.
+    row.rollovers = caught_up.untrimmed
+    if caught_up.carried:
+        entries.append(record(row, EntryKind.ROLLOVER, now, rollover_delta=caught_up.carried))
+    row.rollovers = caught_up.rollovers
+    if caught_up.trimmed:
+        entries.append(record(row, EntryKind.ROLLOVER_TRIM, now, rollover_delta=-caught_up.trimmed))
+    return entries
 
 
 def choose_target(
@@ -203,9 +225,7 @@ def update(target: BalanceRow, request: Update, now: datetime) -> Change:
     ``included_grant`` below zero, a ``next_reset_at`` or ``expires_at`` not in the future."""
     row = copy(target)
     change = Change(saved=[row])
-    reset = reset_if_due(row, now)
-    if reset is not None:
-        change.entries.append(reset)
+    change.entries += catch_up(row, now)
     changes_amount = any(
         value is not None for value in (request.remaining, request.add_to_balance, request.usage)
     )
@@ -281,8 +301,6 @@ def delete(target: BalanceRow, now: datetime) -> Change:
     """Close a balance: persist a due reset, then the ``delete`` entry that takes it to 0."""
     row = copy(target)
     change = Change(deleted=[row])
-    reset = reset_if_due(row, now)
-    if reset is not None:
-        change.entries.append(reset)
+    change.entries += catch_up(row, now)
     change.entries.append(record_deletion(row, now))
     return change

@@ -2,15 +2,23 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
 from app.balances.models import Interval
 from app.balances.resets import state_at
+from app.balances.rollovers import RolloverPolicy, Tranche, spending_order, total
 from app.balances.rows import BalanceRow
 from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
 from app.core.types import EpochMillis, ExternalId, NonNegativeQuantity, Quantity, QuantityOut
@@ -22,6 +30,40 @@ ZERO = Decimal(0)
 class ResetParams(RequestSchema):
     interval: Interval = Field(description="How often the balance resets; `one_off` never does.")
     interval_count: WholeNumber = Field(default=1, ge=1, le=1000, description="Periods per reset.")
+
+
+class RolloverParams(RequestSchema):
+    """What a resetting balance carries over at each reset (Autumn's rollover)."""
+
+    model_config = ConfigDict(title="Rollover")
+
+    length: WholeNumber = Field(
+        default=1, ge=0, le=1200, description="Months a carry-over lasts (`duration: month`)."
+    )
+    duration: Literal["month", "forever"] = Field(
+        default="month", description="`month`: expire after `length` months; `forever`: never."
+    )
+    max: NonNegativeQuantity | None = Field(
+        default=None, description="The most all carry-overs together may hold; null: no cap."
+    )
+    max_percentage: NonNegativeQuantity | None = Field(
+        default=None,
+        description="The cap as a percentage (0-100) of the per-period grant, rounded down; "
+        "instead of `max`.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RolloverParams":
+        if self.max is not None and self.max_percentage is not None:
+            raise ValueError("give max or max_percentage, not both")
+        if self.max_percentage is not None and self.max_percentage > 100:
+            raise ValueError("max_percentage must be at most 100")
+        if self.duration == "month" and self.length < 1:
+            raise ValueError("length must be at least 1 month with duration month")
+        return self
+
+    def policy(self) -> RolloverPolicy:
+        return RolloverPolicy(self.duration, self.length, self.max, self.max_percentage)
 
 
 class CreateBalanceParams(RequestSchema):
@@ -41,15 +83,25 @@ class CreateBalanceParams(RequestSchema):
         default=None, description="In the future (epoch milliseconds, not seconds)."
     )
     balance_id: ExternalId | None = Field(default=None, description="Default: `bal_` + random.")
-    rollover: dict[str, Any] | None = Field(
-        default=None, description="Not supported by Balances; must be omitted or null."
+    rollover: RolloverParams | None = Field(
+        default=None,
+        description="Carry what is left over at each reset. Needs a resetting balance (a "
+        "`reset` interval other than `one_off`) that is not unlimited.",
     )
 
     @field_validator("rollover")
     @classmethod
-    def _no_rollover(cls, value: dict[str, Any] | None) -> None:
-        if value is not None:
-            raise ValueError("rollovers are not supported by this service")
+    def _rollover_needs_resets(
+        cls, value: RolloverParams | None, info: ValidationInfo
+    ) -> RolloverParams | None:
+        if value is None:
+            return value
+        reset = info.data.get("reset")
+        if reset is None or reset.interval is Interval.ONE_OFF:
+            raise ValueError("rollover needs a reset interval: a one_off balance never resets")
+        if info.data.get("unlimited"):
+            raise ValueError("rollover needs a limited balance: an unlimited one has no rest")
+        return value
 
 
 class UpdateBalanceParams(RequestSchema):
@@ -125,6 +177,26 @@ class ListBalancesParams(RequestSchema):
     )
 
 
+class Rollover(ResponseSchema):
+    """One carry-over of a balance, as Autumn shows it."""
+
+    model_config = ConfigDict(title="RolloverBalance")
+
+    granted: QuantityOut = Field(description="What was carried over.")
+    balance: QuantityOut = Field(description="What is left of it.")
+    expires_at: EpochMillis = Field(description="When it expires; 0 (as in Autumn): never.")
+
+    @classmethod
+    def all_of(cls, tranches: Sequence[Tranche]) -> "list[Rollover]":
+        return [
+            cls(granted=t.granted, balance=t.remaining, expires_at=t.expires_at or _NEVER_SHOWN)
+            for t in spending_order(tranches)
+        ]
+
+
+_NEVER_SHOWN = datetime(1970, 1, 1, tzinfo=UTC)  # epoch 0: how Autumn shows "never expires"
+
+
 class Reset(ResponseSchema):
     interval: Interval
     interval_count: int
@@ -184,7 +256,9 @@ class Balance(ResponseSchema):
     status: BalanceStatus
     version: int
     price: None = None
-    rollovers: list[Any] = Field(default_factory=list)
+    rollovers: list[Rollover] = Field(
+        default_factory=list, description="Its live carry-overs, in the order they are spent."
+    )
     source: Literal["customer", "entity"]
     created_at: EpochMillis
     updated_at: EpochMillis
@@ -221,6 +295,7 @@ class Balance(ResponseSchema):
             expires_at=balance.expires_at,
             status="expired" if balance.is_expired(now) else "active",
             version=balance.version,
+            rollovers=Rollover.all_of(state.rollovers),
             source="customer" if balance.entity_id is None else "entity",
             created_at=balance.created_at,
             updated_at=balance.updated_at,
@@ -237,17 +312,21 @@ class FeatureAmounts:
 
     @classmethod
     def of(cls, balances: Sequence[BalanceRow], now: datetime) -> "FeatureAmounts":
-        """Sums over the balances as they are at ``now``. With an unlimited balance among
-        them, the feature is unlimited: ``granted`` and ``remaining`` are 0 and ``usage`` is
-        what the unlimited balances counted (Autumn's unlimited balance)."""
+        """Sums over the balances as they are at ``now``, their carry-overs included (as in
+        Autumn: what was carried over is granted, what was spent of it is usage). With an
+        unlimited balance among them, the feature is unlimited: ``granted`` and ``remaining``
+        are 0 and ``usage`` is what the unlimited balances counted (Autumn's unlimited
+        balance)."""
         states = [(row, state_at(row, now)) for row in balances]
         if any(row.unlimited for row in balances):
             usage = sum((state.usage for row, state in states if row.unlimited), ZERO)
             return cls(granted=ZERO, remaining=ZERO, usage=usage)
+        rolled = [t for _, state in states for t in state.rollovers]
+        rolled_granted = sum((t.granted for t in rolled), ZERO)
         return cls(
-            granted=sum((state.granted for _, state in states), ZERO),
-            remaining=sum((state.remaining for _, state in states), ZERO),
-            usage=sum((state.usage for _, state in states), ZERO),
+            granted=sum((state.granted for _, state in states), rolled_granted),
+            remaining=sum((state.remaining for _, state in states), total(rolled)),
+            usage=sum((state.usage for _, state in states), rolled_granted - total(rolled)),
         )
 
 

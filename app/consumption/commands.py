@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.balances.allocation import OverageBehavior
+from app.balances.allocation import OverageBehavior, per_balance
 from app.balances.commands import keep
 from app.balances.errors import BalanceNotFound
 from app.balances.rows import BalanceRow, RowKey, ScopeKey
@@ -113,9 +113,9 @@ def track(
         feature_id=p.feature_id,
         entity_id=p.entity_id,
         value=p.value,
-        deducted=sum((amount for _, amount in deductions), rules.ZERO),
+        deducted=sum((draw.amount for draw in deductions), rules.ZERO),
         balance=FeatureBalance.of(p.feature_id, current, now),
-        deductions=[Deduction.of(row, amount, now) for row, amount in deductions],
+        deductions=[Deduction.of(row, amount, now) for row, amount in per_balance(deductions)],
     )
     keep_feature(states, change, settled, envelope)  # last: nothing above kept anything
     return response

@@ -12,8 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from app.balances.allocation import OverageBehavior, apply_usage, draw_order, plan_deduction
+from app.balances.allocation import (
+    Draw,
+    OverageBehavior,
+    apply_draws,
+    draw_order,
+    plan_deduction,
+)
 from app.balances.resets import state_at
+from app.balances.rollovers import total
 from app.balances.rows import BalanceRow
 from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
@@ -22,10 +29,12 @@ ZERO = Decimal(0)
 
 
 def is_allowed(balances: Sequence[BalanceRow], required: Decimal, now: datetime) -> bool:
-    """Unlimited, or enough remaining in total, or overage allowed (with any balance at all)."""
+    """Unlimited, or enough remaining in total (carry-overs included), or overage allowed
+    (with any balance at all)."""
     if not balances:
         return False
-    remaining = sum((state_at(row, now).remaining for row in balances), ZERO)
+    states = [state_at(row, now) for row in balances]
+    remaining = sum((state.remaining + total(state.rollovers) for state in states), ZERO)
     return (
         any(row.unlimited for row in balances)
         or remaining >= required
@@ -35,12 +44,12 @@ def is_allowed(balances: Sequence[BalanceRow], required: Decimal, now: datetime)
 
 def track(
     balances: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None, now: datetime
-) -> tuple[list[tuple[BalanceRow, Decimal]], list[Entry]]:
+) -> tuple[list[Draw], list[Entry]]:
     """Deduct ``value`` (negative gives back) across ``balances``, the caller's up-to-date
     copies, in draw order (an entity's own first, then its customer's, each in deduction
     order); returns the deductions and their ``track`` entries."""
     plan = plan_deduction(draw_order(balances), value, behavior)
-    return plan, apply_usage(plan, EntryKind.TRACK, now)
+    return plan, apply_draws(plan, EntryKind.TRACK, now)
 
 
 def check_and_use(

@@ -9,7 +9,7 @@ from pydantic import Field, RootModel, StrictBool, field_validator
 from app.balances.allocation import OverageBehavior
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow
-from app.balances.schemas import Balance, FeatureAmounts, Reset
+from app.balances.schemas import Balance, FeatureAmounts, Reset, Rollover
 from app.core.errors import DomainError
 from app.core.problems import problem_reply
 from app.core.schemas import Problem, RequestSchema, ResponseSchema
@@ -92,6 +92,9 @@ class FeatureBalance(ResponseSchema):
     max_purchase: None = None
     next_reset_at: EpochMillis | None
     breakdown: list[Balance]
+    rollovers: list[Rollover] = Field(
+        default_factory=list, description="Every carry-over of its balances, in spending order."
+    )
 
     @classmethod
     def of(
@@ -111,6 +114,7 @@ class FeatureBalance(ResponseSchema):
             overage_allowed=any(b.overage_allowed for b in balances),
             next_reset_at=min(resets, default=None),
             breakdown=[Balance.of(balance, now) for balance in balances],
+            rollovers=Rollover.all_of([t for state in states for t in state.rollovers]),
         )
 
 

@@ -40,6 +40,8 @@ class LedgerEntrySchema(ResponseSchema):
     remaining_after: QuantityOut
     usage_after: QuantityOut
     granted_after: QuantityOut
+    rollover_delta: QuantityOut = Field(description="What the balance's rollovers gained or lost.")
+    rollover_after: QuantityOut = Field(description="What its rollovers hold after the entry.")
     balance_version: int
     idempotency_key: str | None
     request_id: str | None

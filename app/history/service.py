@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.balances import repository as balances
 from app.balances.resets import due_reset, state_at
+from app.balances.rollovers import total
 from app.core.cursor import decode_cursor, encode_cursor
 from app.history.schemas import HistoryParams
 from app.ledger import repository as ledger
@@ -76,6 +77,9 @@ async def _pending_resets(
                 request_id=None,
                 api_key_id=None,
                 created_at=now,
+                # The carry-over (and trim) the reset brings, shown with it.
+                rollover_delta=total(state.rollovers) - total(balance.rollovers),
+                rollover_after=total(state.rollovers),
             )
         )
     return entries

@@ -12,7 +12,8 @@ class Entry:
     """One change to one balance, with the balance's state right after it.
 
     Invariant: for every balance, the ``remaining_delta`` of its entries add up to its
-    ``remaining`` (to zero once deleted); ``balance_version`` counts 1, 2, 3… without gaps.
+    ``remaining`` (to zero once deleted), their ``rollover_delta`` to what its rollovers hold;
+    ``balance_version`` counts 1, 2, 3… without gaps.
     """
 
     customer_id: str
@@ -28,6 +29,8 @@ class Entry:
     granted_after: Decimal
     balance_version: int
     created_at: datetime
+    rollover_delta: Decimal
+    rollover_after: Decimal
 
 
 ENTRY_COLUMNS = tuple(f.name for f in fields(Entry))

@@ -1,8 +1,9 @@
 """The ``balance_ledger`` table: one immutable row per change to a balance.
 
 Invariant: for every balance, ``sum(remaining_delta)`` over its entries equals its current
-``remaining`` (zero once deleted). A trigger in the migration refuses UPDATE and DELETE, so the
-ledger is append-only in the database itself, not just by convention.
+``remaining`` (zero once deleted), and ``sum(rollover_delta)`` what its rollovers hold. A trigger
+in the migration refuses UPDATE and DELETE, so the ledger is append-only in the database itself,
+not just by convention.
 """
 
 import enum
@@ -28,6 +29,9 @@ class EntryKind(enum.StrEnum):
     RELEASE = "release"
     RESET = "reset"
     DELETE = "delete"
+    ROLLOVER = "rollover"  # a reset carried what was left over
+    ROLLOVER_TRIM = "rollover_trim"  # the rollover cap cut the oldest carry-overs
+    ROLLOVER_EXPIRE = "rollover_expire"  # a carry-over reached its expires_at
 
 
 class LedgerEntry(Base):
@@ -59,3 +63,6 @@ class LedgerEntry(Base):
     request_id: Mapped[str | None] = mapped_column(Text)
     api_key_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the balance's rollovers gained or lost, and hold after the entry (0 without any).
+    rollover_delta: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")
+    rollover_after: Mapped[Decimal] = mapped_column(AMOUNT, server_default="0")

@@ -16,7 +16,7 @@ _CONTEXT = ("idempotency_key", "request_id", "api_key_id")
 _TYPES = {
     "remaining_delta": "numeric", "usage_delta": "numeric", "remaining_after": "numeric",
     "usage_after": "numeric", "granted_after": "numeric", "balance_version": "bigint",
-    "created_at": "timestamptz",
+    "created_at": "timestamptz", "rollover_delta": "numeric", "rollover_after": "numeric",
 }  # fmt: skip
 _NAMES = (*ENTRY_COLUMNS, *_CONTEXT)
 
@@ -59,6 +59,8 @@ class StoredEntry:
     request_id: str | None
     api_key_id: str | None
     created_at: datetime
+    rollover_delta: Decimal
+    rollover_after: Decimal
 
 
 _STORED = ", ".join(f.name for f in fields(StoredEntry))

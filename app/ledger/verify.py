@@ -4,7 +4,7 @@ What is checked, for every balance (or every balance of one customer), live or d
 
 - **conservation**: the sum of its entries' ``remaining_delta`` equals its ``remaining``
   (``included_grant + prepaid_grant + adjustment - usage``); for a deleted balance (entries but
-  no row), the sum is 0;
+  no row), the sum is 0; likewise ``rollover_delta`` sums to what its carry-overs hold;
 - **no gaps**: each life of the balance (from its ``create`` entry on; a customer may reuse the
   id of a balance it deleted) has versions 1, 2, 3… in entry order, with none missing or
   repeated, and the latest entry's ``balance_version`` is the row's ``version``, so no change
@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 CHECKS = (
     "sum(remaining_delta) of a balance's entries equals its remaining; 0 once deleted",
+    "sum(rollover_delta) of a balance's entries equals what its rollovers hold; 0 once deleted",
     "each life of a balance has versions 1..n in entry order, without gaps or repeats",
     "the latest entry's balance_version equals the balance's version",
     "a deleted balance ends with a delete entry; a live one does not",
@@ -33,7 +34,7 @@ CHECKS = (
 
 _SQL = """
 WITH entries AS (
-    SELECT customer_id, balance_id, kind, remaining_delta, balance_version,
+    SELECT customer_id, balance_id, kind, remaining_delta, rollover_delta, balance_version,
            lag(balance_version) OVER w AS previous_version,
            lead(id) OVER w IS NULL AS is_last
     FROM balance_ledger
@@ -44,6 +45,7 @@ ledger AS (
     SELECT customer_id, balance_id,
            count(*) AS entries,
            sum(remaining_delta) AS ledger_remaining,
+           sum(rollover_delta) AS ledger_rollovers,
            count(*) FILTER (
                WHERE CASE WHEN kind = 'create' THEN balance_version <> 1
                           ELSE previous_version IS NULL
@@ -56,7 +58,9 @@ ledger AS (
 ),
 live_rows AS (
     SELECT customer_id, id, version,
-           included_grant + prepaid_grant + adjustment - usage AS remaining
+           included_grant + prepaid_grant + adjustment - usage AS remaining,
+           (SELECT coalesce(sum((t->>'remaining')::numeric), 0)
+            FROM jsonb_array_elements(rollovers) t) AS rollovers
     FROM balances
     {balance_filter}
 ),
@@ -67,6 +71,8 @@ checked AS (
            coalesce(l.entries, 0) AS entries,
            coalesce(b.remaining, 0) AS expected_remaining,
            coalesce(l.ledger_remaining, 0) AS ledger_remaining,
+           coalesce(b.rollovers, 0) AS expected_rollovers,
+           coalesce(l.ledger_rollovers, 0) AS ledger_rollovers,
            coalesce(l.out_of_sequence, 0) AS out_of_sequence,
            b.version AS version,
            l.last_version,
@@ -78,6 +84,7 @@ judged AS (
     SELECT *,
            array_remove(ARRAY[
                CASE WHEN ledger_remaining <> expected_remaining THEN 'remaining_mismatch' END,
+               CASE WHEN ledger_rollovers <> expected_rollovers THEN 'rollover_mismatch' END,
                CASE WHEN out_of_sequence > 0 THEN 'version_gap' END,
                CASE WHEN live AND last_version IS DISTINCT FROM version
                     THEN 'version_mismatch' END,
@@ -95,7 +102,8 @@ totals AS (
 )
 SELECT t.balances, t.live, t.entries, t.violations,
        v.customer_id, v.balance_id, v.live AS balance_live, v.entries AS balance_entries,
-       v.expected_remaining, v.ledger_remaining, v.out_of_sequence, v.version, v.last_version,
+       v.expected_remaining, v.ledger_remaining, v.expected_rollovers, v.ledger_rollovers,
+       v.out_of_sequence, v.version, v.last_version,
        v.problems
 FROM totals t
 LEFT JOIN LATERAL (
@@ -176,6 +184,8 @@ async def verify_ledger(
                 "remaining": _plain(expected),
                 "ledger_sum": _plain(summed),
                 "discrepancy": _plain(summed - expected),
+                "rollovers": _plain(row["expected_rollovers"]),
+                "ledger_rollover_sum": _plain(row["ledger_rollovers"]),
                 "version": row["version"],
                 "ledger_version": row["last_version"],
                 "entries": row["balance_entries"],

@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from copy import copy
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from app.balances.allocation import OverageBehavior, apply_usage, draw_order, plan_deduction
+from app.balances.allocation import Draw, OverageBehavior, apply_draws, draw_order, plan_deduction
 from app.balances.rows import BalanceRow, ScopeKey
-from app.balances.rules import reset_if_due
+from app.balances.rules import catch_up
 from app.core.errors import InvalidRequest
 from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
@@ -69,17 +70,27 @@ def reserve(
         feature_id=scope.feature_id,
         entity_id=scope.entity_id,
         status=LockStatus.ACTIVE,
-        amount=sum((value for _, value in plan), ZERO),
-        items=[
-            {"balance_id": row.id, "value": str(value), "period": row.reset_count}
-            for row, value in plan
-        ],
+        amount=sum((draw.amount for draw in plan), ZERO),
+        items=[_item(draw) for draw in plan],
         overage_behavior=behavior,
         expires_at=expires_at,
         created_at=now,
         finalized_at=None,
     )
-    return lock, apply_usage(plan, EntryKind.LOCK, now)
+    return lock, apply_draws(plan, EntryKind.LOCK, now)
+
+
+def _item(draw: Draw) -> dict[str, Any]:
+    """What a lock remembers of a draw: the balance, the amount, the reset period it was taken
+    in, and the carry-over it came from (if any)."""
+    item: dict[str, Any] = {
+        "balance_id": draw.balance.id,
+        "value": str(draw.amount),
+        "period": draw.balance.reset_count,
+    }
+    if draw.rollover is not None:
+        item["rollover"] = draw.rollover
+    return item
 
 
 def releasable(
@@ -169,10 +180,10 @@ def finalize(
         live = [row for row in balances if not row.is_expired(now)]
         behavior = OverageBehavior(lock.overage_behavior)
         plan = plan_deduction(draw_order(live), difference, behavior)
-        return settled, apply_usage(plan, EntryKind.CONFIRM, now)
+        return settled, apply_draws(plan, EntryKind.CONFIRM, now)
     by_id = {row.id: row for row in balances}
     held = [by_id[item["balance_id"]] for item in lock.items if item["balance_id"] in by_id]
-    return settled, apply_usage([(row, ZERO) for row in held], EntryKind.CONFIRM, now)
+    return settled, apply_draws([Draw(row, ZERO) for row in held], EntryKind.CONFIRM, now)
 
 
 def give_back(
@@ -185,24 +196,37 @@ def give_back(
     """Return what the lock holds (at most ``limit``), last-deducted balance first.
 
     An item is skipped when its balance is gone or has reset since the lock was taken: that
-    period's usage is gone, so giving it back would credit the new period.
+    period's usage is gone, so giving it back would credit the new period. An item drawn on a
+    carry-over goes back to that carry-over while it lasts (it outlives resets), never beyond
+    what it was granted.
     """
     by_id = {row.id: row for row in balances}
     left = lock.amount if limit is None else limit
     plan = []
-    taken: dict[str, Decimal] = {}
+    taken: dict[tuple[str, int | None], Decimal] = {}
     for item in reversed(lock.items):
         row = by_id.get(item["balance_id"])
-        if left <= 0 or row is None or row.reset_count != item["period"]:
+        rollover = item.get("rollover")
+        if left <= 0 or row is None:
             continue
-        # Never more than the balance still uses: usage already given back (a negative track,
-        # usage set to 0) must not be credited a second time.
-        back = min(left, Decimal(item["value"]), max(row.usage - taken.get(row.id, ZERO), ZERO))
+        if rollover is None:
+            if row.reset_count != item["period"]:
+                continue
+            # Never more than the balance still uses: usage already given back (a negative
+            # track, usage set to 0) must not be credited a second time.
+            room = row.usage
+        else:
+            tranche = next((t for t in row.rollovers if t.period == rollover), None)
+            if tranche is None:
+                continue
+            room = tranche.granted - tranche.remaining
+        key = (row.id, rollover)
+        back = min(left, Decimal(item["value"]), max(room - taken.get(key, ZERO), ZERO))
         if back > 0:
-            plan.append((row, -back))
-            taken[row.id] = taken.get(row.id, ZERO) + back
+            plan.append(Draw(row, -back, rollover))
+            taken[key] = taken.get(key, ZERO) + back
             left -= back
-    return apply_usage(plan, kind, now)
+    return apply_draws(plan, kind, now)
 
 
 def _settle(lock: LockRow, status: LockStatus, now: datetime) -> LockRow:
@@ -220,9 +244,7 @@ def bring_up_to_date(
     current, entries = [], []
     for row in balances:
         row = copy(row)
-        reset = reset_if_due(row, now)
-        if reset is not None:
-            entries.append(reset)
+        entries += catch_up(row, now)
         current.append(row)
     settled, released = expire(locks, current, now)
     return current, settled, entries + released

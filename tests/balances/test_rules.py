@@ -25,15 +25,16 @@ from app.balances.errors import (
 from app.balances.models import Interval
 from app.balances.periods import boundary
 from app.balances.resets import due_reset, state_at
+from app.balances.rollovers import RolloverPolicy, Tranche, total
 from app.balances.rows import BalanceRow
 from app.balances.rules import (
     Update,
+    catch_up,
     check_range,
     choose_target,
     create,
     delete,
     record,
-    reset_if_due,
     update,
 )
 from app.balances.schemas import Balance, FeatureAmounts
@@ -85,6 +86,29 @@ FOUR_IDS = st.sampled_from(["bal_a", "bal_b", "bal_c", "bal_d"])
 ANY_VERSION = st.integers(0, 50)
 WHICH_AMOUNT = st.sampled_from([None, "remaining", "add_to_balance", "usage"])
 GRANTS = st.none() | request_amounts
+SMALL = st.integers(0, 60).map(Decimal)
+POLICIES = st.builds(
+    RolloverPolicy,
+    duration=st.sampled_from(["month", "forever"]),
+    length=st.integers(1, 3),
+    max=st.none() | SMALL,
+    max_percentage=st.none() | st.integers(0, 100).map(Decimal),
+)
+TRANCHE_EXPIRES = st.none() | offsets(-40 * DAY, 90 * DAY)
+
+
+@st.composite
+def tranches(draw: st.DrawFn, periods: int) -> tuple[Tranche, ...]:
+    """Earlier carry-overs: each from one of the ``periods`` resets so far, some spent."""
+    if periods == 0:
+        return ()  # no reset yet, so nothing carried over
+    chosen = draw(st.lists(st.integers(1, periods), max_size=3, unique=True))
+    made = []
+    for period in sorted(chosen):
+        granted = draw(SMALL)
+        remaining = draw(st.integers(0, int(granted)).map(Decimal))
+        made.append(Tranche(period, granted, remaining, draw(TRANCHE_EXPIRES)))
+    return tuple(made)
 
 
 @st.composite
@@ -106,6 +130,12 @@ def balance_rows(
         if draw(sometimes):
             anchor = None  # due_reset then anchors on next_reset_at
     created_at = draw(CREATED)
+    reset_count = draw(RESET_COUNTS)
+    unlimited = draw(sometimes)
+    policy: RolloverPolicy | None = None
+    carried: tuple[Tranche, ...] = ()
+    if interval is not Interval.ONE_OFF and not unlimited and draw(sometimes):
+        policy, carried = draw(POLICIES), draw(tranches(reset_count))
     return BalanceRow(
         customer_id="cus",
         id=draw(ids),
@@ -117,15 +147,17 @@ def balance_rows(
         prepaid_grant=draw(PREPAID),
         adjustment=draw(AMOUNTS),
         usage=draw(AMOUNTS),
-        unlimited=draw(sometimes),
+        unlimited=unlimited,
         overage_allowed=draw(sometimes),
         reset_anchor_at=anchor,
         next_reset_at=next_reset_at,
         expires_at=draw(EXPIRES),
-        reset_count=draw(RESET_COUNTS),
+        reset_count=reset_count,
         version=draw(version),
         created_at=created_at,
         updated_at=created_at,
+        rollover=policy,
+        rollovers=carried,
     )
 
 
@@ -154,12 +186,16 @@ def assert_ledger_of(before: BalanceRow, entries: list[Entry], after: BalanceRow
         range(before.version + 1, before.version + 1 + len(entries))
     )
     # Each entry's "after" is the previous state plus its deltas.
-    remaining, usage = before.remaining, before.usage
+    remaining, usage, rolled = before.remaining, before.usage, total(before.rollovers)
     for entry in entries:
         remaining += entry.remaining_delta
         usage += entry.usage_delta
+        rolled += entry.rollover_delta
         assert entry.remaining_after == remaining
         assert entry.usage_after == usage
+        assert entry.rollover_after == rolled
+    end_rolled = total(after.rollovers) if after is not None else ZERO
+    assert sum((e.rollover_delta for e in entries), ZERO) == end_rolled - total(before.rollovers)
     end_remaining = after.remaining if after is not None else ZERO
     end_usage = after.usage if after is not None else ZERO
     assert sum((e.remaining_delta for e in entries), ZERO) == end_remaining - before.remaining
@@ -172,6 +208,14 @@ def assert_ledger_of(before: BalanceRow, entries: list[Entry], after: BalanceRow
     if after is not None:
         expected_version = entries[-1].balance_version if entries else before.version
         assert after.version == expected_version
+
+
+ROLLOVER_KINDS = {EntryKind.ROLLOVER, EntryKind.ROLLOVER_TRIM, EntryKind.ROLLOVER_EXPIRE}
+
+
+def without_rollovers(entries: list[Entry]) -> list[str]:
+    """The kinds of ``entries`` but those of carry-overs (which any catch-up may add)."""
+    return [e.kind for e in entries if e.kind not in ROLLOVER_KINDS]
 
 
 def out_of_range(row: BalanceRow) -> bool:
@@ -262,7 +306,7 @@ def test_update_keeps_the_ledger_closed_and_never_touches_its_input(
         assert row.expires_at == request.expires_at
     assert not out_of_range(row)
 
-    kinds = [e.kind for e in change.entries]
+    kinds = without_rollovers(change.entries)
     due = due_reset(target, NOW) is not None
     assert (kinds[:1] == [EntryKind.RESET]) == due
     assert kinds.count(EntryKind.RESET) == int(due)
@@ -377,27 +421,29 @@ def test_update_refuses_amounts_on_an_unlimited_balance_but_persists_nothing() -
     assert row.included_grant == 9 and row.version == 9
 
 
-# --- reset_if_due ----------------------------------------------------------------------------
+# --- catch_up (resets) -----------------------------------------------------------------------
 
 
 @EXAMPLES
 @given(balance_rows())
-def test_reset_if_due_clears_the_period_and_agrees_with_what_reads_show(
+def test_a_due_reset_clears_the_period_and_agrees_with_what_reads_show(
     original: BalanceRow,
 ) -> None:
     pristine = deepcopy(original)
     shown = state_at(original, NOW)
     row = copy(original)
-    entry = reset_if_due(row, NOW)
+    entries = catch_up(row, NOW)
     assert original == pristine
+    assert_ledger_of(original, entries, row)
+    assert row.rollovers == shown.rollovers  # what a read shows is what a write keeps
+    assert all(not t.is_expired(NOW) and t.remaining >= 0 for t in row.rollovers)
     due = original.next_reset_at is not None and original.next_reset_at <= NOW
+    kinds = [entry.kind for entry in entries]
     if not due:
-        assert entry is None
-        assert row == original
+        assert kinds in ([], [EntryKind.ROLLOVER_EXPIRE])
+        assert (row.usage, row.version - len(entries)) == (original.usage, original.version)
         return
-    assert entry is not None
-    assert entry.kind == EntryKind.RESET
-    assert_ledger_of(original, [entry], row)
+    assert EntryKind.RESET in kinds
     assert row.usage == row.adjustment == ZERO
     assert row.remaining == original.included_grant + original.prepaid_grant
     assert row.reset_count == original.reset_count + 1
@@ -410,8 +456,8 @@ def test_reset_if_due_clears_the_period_and_agrees_with_what_reads_show(
         shown.usage,
     )
     assert row.next_reset_at == shown.next_reset_at
-    # Once reset, nothing is due any more at the same instant.
-    assert reset_if_due(row, NOW) is None
+    # Once caught up, nothing is due any more at the same instant.
+    assert catch_up(row, NOW) == []
 
 
 # --- create ----------------------------------------------------------------------------------
@@ -474,7 +520,7 @@ def test_delete_closes_the_ledger_to_zero(target: BalanceRow) -> None:
     assert change.entries[-1].kind == EntryKind.DELETE
     assert row.version == change.entries[-1].balance_version
     due = due_reset(target, NOW) is not None
-    assert [e.kind for e in change.entries] == (
+    assert without_rollovers(change.entries) == (
         [EntryKind.RESET, EntryKind.DELETE] if due else [EntryKind.DELETE]
     )
 
@@ -510,7 +556,7 @@ def test_delete_with_recalculate_moves_the_usage_onto_the_survivors(
     others = [row for row in others if row.id != target.id]
     pristine = deepcopy((target, others))
     current = copy(target)
-    reset_if_due(current, NOW)
+    catch_up(current, NOW)
     moved = ZERO if target.is_expired(NOW) else current.usage
     live = [row for row in others if not row.is_expired(NOW)]
     if moved != 0 and not live:
@@ -528,14 +574,18 @@ def test_delete_with_recalculate_moves_the_usage_onto_the_survivors(
     before = {}
     for row in live:
         up_to_date = copy(row)
-        reset_if_due(up_to_date, NOW)
+        catch_up(up_to_date, NOW)
         before[row.id] = up_to_date
         assert_ledger_of(row, [e for e in change.entries if e.balance_id == row.id], saved[row.id])
-        kinds = [e.kind for e in change.entries if e.balance_id == row.id]
+        kinds = without_rollovers([e for e in change.entries if e.balance_id == row.id])
         assert set(kinds) <= {EntryKind.RESET, EntryKind.TRACK}
     taken = {row_id: saved[row_id].usage - before[row_id].usage for row_id in saved}
+    carried = {
+        row_id: total(before[row_id].rollovers) - total(saved[row_id].rollovers) for row_id in saved
+    }
     if moved >= 0:
-        assert sum(taken.values(), ZERO) == moved  # all of it, nothing dropped
+        # All of it, nothing dropped: carry-overs first, then usage.
+        assert sum(taken.values(), ZERO) + sum(carried.values(), ZERO) == moved
         ordered = deduction_order(list(before.values()))
         past_zero = {
             row.id
@@ -740,7 +790,9 @@ def test_an_unlimited_balance_shows_nothing_granted_or_left_only_its_usage(
     if any(row.unlimited for row in rows):
         assert (totals.granted, totals.remaining) == (ZERO, ZERO)
         assert totals.usage == sum((s.usage for r, s in states if r.unlimited), ZERO)
-    else:
-        assert totals.granted == sum((s.granted for _, s in states), ZERO)
-        assert totals.remaining == sum((s.remaining for _, s in states), ZERO)
-        assert totals.usage == sum((s.usage for _, s in states), ZERO)
+    else:  # carry-overs count: what was carried is granted, what was spent of it is used
+        carried = [t for _, s in states for t in s.rollovers]
+        granted = sum((t.granted for t in carried), ZERO)
+        assert totals.granted == sum((s.granted for _, s in states), granted)
+        assert totals.remaining == sum((s.remaining for _, s in states), total(carried))
+        assert totals.usage == sum((s.usage for _, s in states), granted - total(carried))

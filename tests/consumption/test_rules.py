@@ -18,13 +18,23 @@ from app.balances.errors import InsufficientBalance
 from app.balances.models import Interval
 from app.balances.periods import boundary
 from app.balances.rows import BalanceRow
-from app.balances.rules import reset_if_due
-from app.consumption.rules import check_and_use, is_allowed, track
+from app.balances.rules import catch_up
+from app.consumption import rules
+from app.consumption.rules import check_and_use, is_allowed
 from app.ledger.entries import Entry
 from app.ledger.models import EntryKind
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 ZERO = Decimal(0)
+
+
+def track(
+    rows: list[BalanceRow], value: Decimal, behavior: OverageBehavior | None, now: datetime
+) -> tuple[list[tuple[BalanceRow, Decimal]], list[Entry]]:
+    """``rules.track`` with its draws as (balance, amount): these balances carry nothing over."""
+    draws, entries = rules.track(rows, value, behavior, now)
+    assert all(draw.rollover is None for draw in draws)
+    return [(draw.balance, draw.amount) for draw in draws], entries
 DAY = 86_400
 EXAMPLES = settings(max_examples=200, deadline=None)
 
@@ -94,7 +104,7 @@ def up_to_date(rows: list[BalanceRow]) -> list[BalanceRow]:
     current = []
     for row in rows:
         row = copy(row)
-        reset_if_due(row, NOW)
+        catch_up(row, NOW)
         current.append(row)
     return current
 

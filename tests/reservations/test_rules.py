@@ -19,7 +19,7 @@ from app.balances.models import Interval
 from app.balances.periods import boundary
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow, ScopeKey
-from app.balances.rules import reset_if_due
+from app.balances.rules import catch_up
 from app.consumption.rules import track
 from app.core.errors import InvalidRequest
 from app.ledger.entries import Entry
@@ -98,7 +98,7 @@ def balance_rows(draw: st.DrawFn) -> BalanceRow:
         created_at=created_at,
         updated_at=created_at,
     )
-    reset_if_due(row, NOW)  # up to date at NOW, as the command hands them
+    catch_up(row, NOW)  # up to date at NOW, as the command hands them
     return row
 
 

@@ -1,0 +1,171 @@
+"""Rollovers: what a resetting balance carries over, and how it is spent. Pure: no I/O, no clock.
+
+At each reset, what is left of the balance (its own ``remaining``, never below 0) is carried
+over as a *tranche*: an amount of its own that expires ``length`` months after that reset
+(``duration: month``) or never (``forever``). The tranches of a balance are capped by the
+policy's ``max`` (or ``max_percentage`` of the per-period grant, rounded down): what exceeds it
+is trimmed, soonest-expiring tranche first. Tranches are spent before any main balance, soonest
+expiring first, and a tranche past its ``expires_at`` no longer counts.
+
+Conservation: every change to a tranche is a ledger entry with a ``rollover_delta``; per balance
+they add up to the tranches' remaining, as ``remaining_delta`` add up to ``remaining``.
+
+A tranche is identified by the ``reset_count`` of the reset that created it (``period``): one
+reset carries over at most once, so the number is unique within its balance and a reservation
+can name the tranche it drew on.
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from app.balances.periods import add_months
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloverPolicy:
+    """How a balance carries over (``rollover`` on create)."""
+
+    duration: str  # "month": tranches expire after ``length`` months; "forever": never
+    length: int
+    max: Decimal | None = None
+    max_percentage: Decimal | None = None
+
+    def cap(self, per_period_grant: Decimal) -> Decimal | None:
+        """The most all tranches together may hold; None: no cap."""
+        if self.max_percentage is not None:
+            cap = per_period_grant * self.max_percentage / HUNDRED
+            return cap.to_integral_value(rounding=ROUND_FLOOR)  # Autumn rounds down
+        return self.max
+
+    def expiry(self, reset_at: datetime) -> datetime | None:
+        return None if self.duration == "forever" else add_months(reset_at, self.length)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "duration": self.duration,
+            "length": self.length,
+            "max": None if self.max is None else str(self.max),
+            "max_percentage": None if self.max_percentage is None else str(self.max_percentage),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> "RolloverPolicy | None":
+        if data is None:
+            return None
+        return cls(
+            duration=data["duration"],
+            length=data["length"],
+            max=_decimal(data.get("max")),
+            max_percentage=_decimal(data.get("max_percentage")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Tranche:
+    """One carry-over: ``granted`` when carried, ``remaining`` of it now."""
+
+    period: int
+    granted: Decimal
+    remaining: Decimal
+    expires_at: datetime | None
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def to_json(self) -> dict[str, Any]:
+        expires = None if self.expires_at is None else self.expires_at.isoformat()
+        return {
+            "period": self.period,
+            "granted": str(self.granted),
+            "remaining": str(self.remaining),
+            "expires_at": expires,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Tranche":
+        expires = data["expires_at"]
+        return cls(
+            period=data["period"],
+            granted=Decimal(data["granted"]),
+            remaining=Decimal(data["remaining"]),
+            expires_at=None if expires is None else datetime.fromisoformat(expires),
+        )
+
+
+Tranches = tuple[Tranche, ...]
+
+
+def _decimal(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def spending_key(tranche: Tranche) -> tuple[datetime, int]:
+    """Soonest-expiring first, never-expiring last; the older carry-over first among equals."""
+    return (tranche.expires_at or _NEVER, tranche.period)
+
+
+def spending_order(tranches: Iterable[Tranche]) -> list[Tranche]:
+    return sorted(tranches, key=spending_key)
+
+
+def total(tranches: Iterable[Tranche]) -> Decimal:
+    return sum((t.remaining for t in tranches), ZERO)
+
+
+def drop_expired(tranches: Tranches, now: datetime) -> tuple[Tranches, Decimal]:
+    """The tranches still live at ``now``, and how much the expired ones still held."""
+    live = tuple(t for t in tranches if not t.is_expired(now))
+    return live, total(tranches) - total(live)
+
+
+def carry_over(
+    tranches: Tranches,
+    policy: RolloverPolicy,
+    *,
+    left: Decimal,
+    period: int,
+    reset_at: datetime,
+    per_period_grant: Decimal,
+    now: datetime,
+) -> tuple[Tranches, Tranches, Decimal, Decimal]:
+    """At the reset numbered ``period`` (due at ``reset_at``, applied at ``now``), carry
+    ``left`` over.
+
+    Returns the tranches with the carry-over (before and after the cap trims them), the amount
+    carried and the amount trimmed. Nothing is
+    carried when the carry-over would already have expired by ``now`` (a reset applied long
+    after it was due). Tranches spent to nothing are dropped: they hold nothing, and keeping
+    them would grow the row forever.
+    """
+    expires_at = policy.expiry(reset_at)
+    carried = max(left, ZERO)
+    if expires_at is not None and expires_at <= now:
+        carried = ZERO
+    kept = [t for t in tranches if t.remaining > 0]
+    if carried > 0:
+        kept.append(Tranche(period, carried, carried, expires_at))
+    untrimmed = tuple(kept)
+    cap = policy.cap(per_period_grant)
+    excess = ZERO if cap is None else max(total(kept) - max(cap, ZERO), ZERO)
+    trimmed = excess
+    result = []
+    for tranche in spending_order(kept):
+        cut = min(excess, tranche.remaining)
+        excess -= cut
+        if tranche.remaining - cut > 0:
+            result.append(replace(tranche, remaining=tranche.remaining - cut))
+    return untrimmed, tuple(sorted(result, key=lambda t: t.period)), carried, trimmed
+
+
+def spend(tranches: Tranches, period: int, amount: Decimal) -> Tranches:
+    """Take ``amount`` (negative: give back) from the tranche ``period``; it must hold it."""
+    return tuple(
+        replace(t, remaining=t.remaining - amount) if t.period == period else t for t in tranches
+    )
