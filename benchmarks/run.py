@@ -338,18 +338,19 @@ PGBENCH_SCRIPT = r"""
 BEGIN;
 SELECT customer_id, id, feature_id, entity_id, interval, interval_count, included_grant,
   prepaid_grant, adjustment, usage, unlimited, overage_allowed, reset_anchor_at, next_reset_at,
-  expires_at, version, created_at, updated_at
+  expires_at, reset_count, version, created_at, updated_at, rollover, rollovers
   FROM balances WHERE customer_id = :c AND id = :b FOR UPDATE;
-UPDATE balances SET adjustment = adjustment + 1, version = version + 1, updated_at = now()
+UPDATE balances SET adjustment = adjustment + 1, version = version + 1, updated_at = now(),
+  rollovers = '[]'
   WHERE customer_id = :c AND id = :b
   RETURNING included_grant + prepaid_grant + adjustment - usage AS remaining_after,
     usage AS usage_after, included_grant + prepaid_grant + adjustment AS granted_after,
     version AS balance_version \gset
 INSERT INTO balance_ledger (customer_id, balance_id, feature_id, entity_id, interval, kind,
   remaining_delta, usage_delta, remaining_after, usage_after, granted_after, balance_version,
-  created_at)
+  created_at, rollover_delta, rollover_after)
   VALUES (:c, :b, 'calls', NULL, 'one_off', 'add', 1, 0, :remaining_after, :usage_after,
-    :granted_after, :balance_version, now());
+    :granted_after, :balance_version, now(), 0, 0);
 COMMIT;
 """
 

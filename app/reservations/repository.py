@@ -21,20 +21,26 @@ _NULLS = ", ".join("NULL" for _ in LOCK_COLUMNS[2:])
 # As for balances: wanted rows by snapshot, the ones locked, and (SKIP LOCKED) those held
 # elsewhere. A scope's active locks are wanted only when past the expiry horizon given; a
 # customer-level scope (entity NULL) wants its entities' too (they may hold its balances).
+# ``customer_id = ANY(<the keys' customers>)`` on every scan repeats what the joins imply, as a
+# constant Citus can prune shards with (a join with unnest is not one).
 _LOCK = f"""
 WITH wanted AS (
     SELECT l.customer_id, l.lock_id FROM balance_locks l
-    JOIN unnest(%s::text[], %s::text[]) AS k(customer_id, lock_id)
+    JOIN unnest(%(key_customers)s::text[], %(lock_ids)s::text[]) AS k(customer_id, lock_id)
       ON l.customer_id = k.customer_id AND l.lock_id = k.lock_id
+    WHERE l.customer_id = ANY(%(customers)s::text[])
     UNION
     SELECT l.customer_id, l.lock_id FROM balance_locks l
-    JOIN unnest(%s::text[], %s::text[], %s::text[]) AS s(customer_id, feature_id, entity_id)
+    JOIN unnest(%(scope_customers)s::text[], %(features)s::text[], %(entities)s::text[])
+      AS s(customer_id, feature_id, entity_id)
       ON l.customer_id = s.customer_id AND l.feature_id = s.feature_id
      AND (s.entity_id IS NULL OR l.entity_id = s.entity_id)
-    WHERE l.status = 'active' AND l.expires_at <= %s
+    WHERE l.customer_id = ANY(%(customers)s::text[])
+      AND l.status = 'active' AND l.expires_at <= %(expired_by)s
 ), locked AS (
     SELECT {_COLUMNS} FROM balance_locks l
-    WHERE (l.customer_id, l.lock_id) IN (SELECT customer_id, lock_id FROM wanted)
+    WHERE l.customer_id = ANY(%(customers)s::text[])
+      AND (l.customer_id, l.lock_id) IN (SELECT customer_id, lock_id FROM wanted)
     ORDER BY l.customer_id, l.lock_id
     FOR UPDATE {{skip}}
 )
@@ -83,6 +89,7 @@ UPDATE balance_locks AS l SET status = u.status, amount = u.amount, finalized_at
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::numeric[], %s::timestamptz[])
     AS u(customer_id, lock_id, status, amount, finalized_at)
 WHERE l.customer_id = u.customer_id AND l.lock_id = u.lock_id
+  AND l.customer_id = ANY(%s::text[])
 """
 
 
@@ -96,14 +103,15 @@ async def lock(
 ) -> tuple[list[LockRow], list[LockKey]]:
     """Lock the reservations of ``keys`` and the active ones of ``scopes`` expired by
     ``expired_by``; return them and the keys of wanted rows held elsewhere."""
-    parameters = (
-        [k.customer_id for k in keys],
-        [k.lock_id for k in keys],
-        [s.customer_id for s in scopes],
-        [s.feature_id for s in scopes],
-        [s.entity_id for s in scopes],
-        expired_by,
-    )
+    parameters = {
+        "key_customers": [k.customer_id for k in keys],
+        "lock_ids": [k.lock_id for k in keys],
+        "scope_customers": [s.customer_id for s in scopes],
+        "features": [s.feature_id for s in scopes],
+        "entities": [s.entity_id for s in scopes],
+        "expired_by": expired_by,
+        "customers": sorted({k.customer_id for k in keys} | {s.customer_id for s in scopes}),
+    }
     statement = _LOCK_WAITING if wait else _LOCK_SKIPPING
     result: Sequence[Any] = (await conn.exec_driver_sql(statement, parameters)).all()
     locked = [LockRow(*row[1:]) for row in result if row[0]]
@@ -136,9 +144,9 @@ async def write(
         await conn.exec_driver_sql(_UNCLAIM, (list(unclaimed),))
     if updated:
         columns = ("customer_id", "lock_id", "status", "amount", "finalized_at")
-        await conn.exec_driver_sql(
-            _UPDATE, tuple([getattr(row, name) for row in updated] for name in columns)
-        )
+        changed = [[getattr(row, name) for row in updated] for name in columns]
+        customers = sorted({row.customer_id for row in updated})
+        await conn.exec_driver_sql(_UPDATE, (*changed, customers))
     if inserted:
         values = tuple(
             [Jsonb(row.items) if name == "items" else getattr(row, name) for row in inserted]
@@ -175,9 +183,10 @@ async def find_expired_of(
     statement = f"""SELECT {_COLUMNS} FROM balance_locks l
         JOIN unnest(%s::text[], %s::text[]) AS f(customer_id, feature_id)
           ON l.customer_id = f.customer_id AND l.feature_id = f.feature_id
-        WHERE l.status = 'active' AND l.expires_at <= %s
+        WHERE l.customer_id = ANY(%s::text[]) AND l.status = 'active' AND l.expires_at <= %s
         ORDER BY l.customer_id, l.lock_id"""
-    parameters = ([f[0] for f in features], [f[1] for f in features], now)
+    customers = sorted({f[0] for f in features})
+    parameters = ([f[0] for f in features], [f[1] for f in features], customers, now)
     result: Sequence[Any] = (await conn.exec_driver_sql(statement, parameters)).all()
     return [LockRow(*row) for row in result]
 
