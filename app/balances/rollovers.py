@@ -45,7 +45,12 @@ class RolloverPolicy:
         return self.max
 
     def expiry(self, reset_at: datetime) -> datetime | None:
-        return None if self.duration == "forever" else add_months(reset_at, self.length)
+        if self.duration == "forever":
+            return None
+        try:
+            return add_months(reset_at, self.length)
+        except ValueError:  # past year 9999, the last instant times can hold: never, then
+            return None
 
     def to_json(self) -> dict[str, Any]:
         return {

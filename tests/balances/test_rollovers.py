@@ -243,3 +243,17 @@ async def test_a_balance_that_expires_before_its_first_reset_cannot_roll_over(ap
     error = problem(await api.post("balances.create", body), 422, "invalid_request")
     assert "first reset" in error["detail"]
     assert api.count("balances") == 0
+
+
+async def test_a_carry_over_that_would_expire_after_9999_never_expires(
+    api: Api, clock: FrozenClock
+) -> None:
+    last_reset = START.replace(year=9999, month=11)
+    await api.create(
+        **MONTHLY,
+        next_reset_at=to_epoch_ms(last_reset),
+        rollover={"length": 1200, "duration": "month"},
+    )
+    clock.set(last_reset + timedelta(days=1))
+    result = await track(api, 1)
+    assert result["balance"]["rollovers"] == [{"granted": 100, "balance": 99, "expires_at": 0}]
