@@ -12,9 +12,9 @@ from app.balances.allocation import OverageBehavior, apply_draws, draw_order, pl
 from app.balances.errors import InsufficientBalance
 from app.balances.rollovers import spending_key, total
 from app.balances.rows import BalanceRow
-from app.balances.rules import catch_up
 from app.ledger.models import EntryKind
 from tests.balances.test_rules import FEWER, NOW, ZERO, assert_ledger_of, balance_rows
+from tests.consumption.test_rules import up_to_date as caught_up
 
 ROWS = st.lists(
     balance_rows(ids=st.sampled_from(["bal_a", "bal_b", "bal_c"]), version=st.just(3)),
@@ -26,12 +26,8 @@ BEHAVIORS = st.sampled_from([None, *OverageBehavior])
 
 
 def up_to_date(rows: list[BalanceRow]) -> list[BalanceRow]:
-    current = []
-    for row in rows:
-        row = copy(row)
-        catch_up(row, NOW)
-        current.append(row)
-    return [row for row in current if not row.is_expired(NOW)]
+    """The live balances, as a command hands them to the rules (caught up to ``NOW``)."""
+    return [row for row in caught_up(rows) if not row.is_expired(NOW)]
 
 
 @FEWER
