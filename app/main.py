@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -16,11 +17,11 @@ from app.consumption.endpoints import router as consumption_router
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
 from app.core.database import Database
-from app.core.docs import OPENAPI_TAGS, install_docs
+from app.core.docs import OPENAPI_TAGS, install_contract, install_docs
 from app.core.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.core.migrations import head_revision
 from app.core.observability import ObservabilityMiddleware
-from app.core.problems import document_problems, install_problem_handlers
+from app.core.problems import install_problem_handlers
 from app.core.version import service_version
 from app.health.endpoints import router as health_router
 from app.history.endpoints import router as history_router
@@ -104,9 +105,7 @@ def create_app(
     app.state.balance_read_views = (as_released,)
 
     install_problem_handlers(app)
-    document_problems(
-        balances_router, consumption_router, reservations_router, history_router, health_router
-    )
+    install_contract(app)  # the served OpenAPI document: FastAPI's, finished as the contract
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,
@@ -121,3 +120,8 @@ def create_app(
     app.include_router(health_router)
     install_docs(app)
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document every deployment serves (it depends on no setting or database)."""
+    return create_app(Settings(database_url="postgresql://unused@/unused")).openapi()

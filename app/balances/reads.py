@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.balances import repository
 from app.balances.rows import BalanceRow
-from app.balances.schemas import ListBalancesParams
+from app.balances.schemas import BalanceStatus, ListBalancesParams
 from app.core.cursor import decode_cursor, encode_cursor
 
 ReadView = Callable[[AsyncConnection, list[BalanceRow], datetime], Awaitable[list[BalanceRow]]]
@@ -23,7 +23,7 @@ async def list_page(
     if params.plan_id is not None:
         return [], None
     after = decode_cursor(params.start_cursor, str, str) if params.start_cursor else None
-    statuses = set(params.statuses or ["active"])
+    statuses = set(params.statuses or [BalanceStatus.ACTIVE])
     rows = await repository.list_page(
         conn,
         filters={

@@ -1,5 +1,6 @@
 """Wire schemas of the balance operations (names match Autumn's API so its SDKs work)."""
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,10 +21,33 @@ from app.balances.models import Interval
 from app.balances.resets import state_at
 from app.balances.rollovers import RolloverPolicy, Tranche, spending_order, total
 from app.balances.rows import BalanceRow
-from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
+from app.core.schemas import (
+    RequestSchema,
+    ResponseSchema,
+    WholeNumber,
+    absent,
+    both,
+    equals,
+    given,
+    refused,
+)
 from app.core.types import EpochMillis, ExternalId, NonNegativeQuantity, Quantity, QuantityOut
 
-BalanceStatus = Literal["active", "expired"]
+
+class BalanceStatus(enum.StrEnum):
+    """`expired`: past its `expires_at`; listed only when asked for."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+
+
+class BalanceSource(enum.StrEnum):
+    """Whom a balance belongs to: the customer, or one of its entities."""
+
+    CUSTOMER = "customer"
+    ENTITY = "entity"
+
+
 ZERO = Decimal(0)
 
 
@@ -66,7 +90,22 @@ class RolloverParams(RequestSchema):
         return RolloverPolicy(self.duration, self.length, self.max, self.max_percentage)
 
 
+# Matches a body whose balance never resets: no `reset`, or a `one_off` one.
+_ONE_OFF: JsonDict = {"properties": {"reset": {"properties": {"interval": {"const": "one_off"}}}}}
+_CHANGES = ("remaining", "add_to_balance", "usage", "included_grant", "next_reset_at", "expires_at")
+
+
 class CreateBalanceParams(RequestSchema):
+    """A `next_reset_at` needs a `reset` interval other than `one_off`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=refused(
+            both(given("next_reset_at"), _ONE_OFF),
+            both(given("rollover"), _ONE_OFF),
+            both(given("rollover"), equals("unlimited", True)),
+        )
+    )
+
     customer_id: ExternalId
     feature_id: ExternalId
     entity_id: ExternalId | None = Field(default=None, description="Scope to one entity (seat…).")
@@ -105,7 +144,18 @@ class CreateBalanceParams(RequestSchema):
 
 
 class UpdateBalanceParams(RequestSchema):
-    """Set or adjust one balance. At most one of `remaining`, `add_to_balance`, `usage`."""
+    """Set or adjust one balance. At most one of `remaining`, `add_to_balance`, `usage`; at
+    least one thing to change; a `next_reset_at` not with `interval: one_off`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=refused(
+            absent(*_CHANGES),
+            given("remaining", "add_to_balance"),
+            given("remaining", "usage"),
+            given("add_to_balance", "usage"),
+            both(given("next_reset_at"), equals("interval", "one_off")),
+        )
+    )
 
     customer_id: ExternalId
     feature_id: ExternalId
@@ -144,6 +194,16 @@ class UpdateBalanceParams(RequestSchema):
 
 
 class DeleteBalanceParams(RequestSchema):
+    """Say which balance: `feature_id` or `balance_id`; `recalculate_balances` needs
+    `feature_id`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=refused(
+            absent("feature_id", "balance_id"),
+            both(equals("recalculate_balances", True), absent("feature_id")),
+        )
+    )
+
     customer_id: ExternalId
     feature_id: ExternalId | None = None
     entity_id: ExternalId | None = None
@@ -259,7 +319,7 @@ class Balance(ResponseSchema):
     rollovers: list[Rollover] = Field(
         default_factory=list, description="Its live carry-overs, in the order they are spent."
     )
-    source: Literal["customer", "entity"]
+    source: BalanceSource
     created_at: EpochMillis
     updated_at: EpochMillis
 

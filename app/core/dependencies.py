@@ -20,12 +20,12 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries documenting the problem+json errors an operation can answer (every
-    operation can also answer 401, 403, 413, 415 and 503)."""
-    statuses = tuple(sorted({*statuses, 401, 403, 413, 415, 503}))
+    operation can also answer 401, 403, 408, 413, 415 and 503)."""
+    statuses = tuple(sorted({*statuses, 401, 403, 408, 413, 415, 503}))
     return {
         status: {
             "model": Problem,
-            "description": "Problem",  # the codes: app.core.problems.document_problems
+            "description": "Problem",  # schema and codes: app.core.problems.document_problems
             "content": {"application/problem+json": {}},
         }
         for status in statuses

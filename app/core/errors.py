@@ -58,12 +58,21 @@ class ServiceUnavailable(DomainError):
 
     status = 503
     title = "Service unavailable"
-    # Every code this error is raised with (documented in the OpenAPI descriptions).
-    CODES: ClassVar[tuple[str, ...]] = (
-        "lock_timeout", "statement_timeout", "serialization_failure", "deadlock_detected",
-        "write_conflict", "database_unavailable", "database_busy", "database_error",
-        "outcome_unknown",
-    )  # fmt: skip
+    # Every code this error is raised with, and what it means (the OpenAPI document lists them).
+    CODES: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "lock_timeout": "a balance stayed locked by another request for too long",
+            "statement_timeout": "the database took too long to answer",
+            "serialization_failure": "a concurrent change conflicted with this request",
+            "deadlock_detected": "a concurrent change conflicted with this request",
+            "write_conflict": "a concurrent change conflicted with this request",
+            "database_unavailable": "the database is unreachable",
+            "database_busy": "no database connection was free in time",
+            "database_error": "the database refused the change",
+            "outcome_unknown": "the connection was lost during COMMIT: the change may or may "
+            "not have been applied; a retry with the same Idempotency-Key tells which",
+        }
+    )
     headers: ClassVar[Mapping[str, str] | None] = MappingProxyType({"Retry-After": "1"})
 
     def __init__(self, code: str, message: str) -> None:

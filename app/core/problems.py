@@ -1,11 +1,11 @@
 """The one place errors become HTTP responses: RFC 9457 problem JSON with a stable ``code``."""
 
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute, APIRouter
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
@@ -13,7 +13,6 @@ from starlette.exceptions import HTTPException
 from app.core.errors import DomainError, ServiceUnavailable
 from app.core.json import ExactJSONResponse
 from app.core.reply import Reply
-from app.core.schemas import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -150,44 +149,104 @@ async def _on_unexpected_error(request: Request, error: Exception) -> ProblemRes
 _MEANING = {
     401: "Missing, unknown or revoked API key.",
     403: "The API key lacks the scope this operation needs.",
-    404: "Nothing matches.",
-    408: "The request did not arrive in time.",
+    404: "Nothing matches; nothing changed.",
+    408: "The request body did not arrive in time; nothing was read and nothing changed. The "
+    "server closes the connection.",
     409: "Conflict with the current state; nothing changed.",
-    413: "Body too large.",
-    415: "The body is not JSON.",
-    422: "Invalid input; nothing changed.",
-    503: "Nothing was applied (or, with `outcome_unknown`, it is not known whether it was): "
-    "retry after `Retry-After`, with the same Idempotency-Key.",
+    413: "Body too large; nothing was read and nothing changed.",
+    415: "The body is not JSON (send `Content-Type: application/json`); nothing changed.",
+    422: "Invalid input; nothing changed. `errors` lists each input at fault.",
+    503: "The service could not serve the request now. Nothing was applied, except with "
+    "`outcome_unknown`, where it is not known whether it was. Retry after `Retry-After` "
+    "seconds with the same Idempotency-Key: a write is applied at most once.",
+}
+# Codes of answers no operation gives: a path or a method that does not exist.
+_ROUTING_CODES = {"not_found", "method_not_allowed"}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_CODE_REF = {"$ref": "#/components/schemas/ProblemCode"}
+_RESPONSE_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": "`Bearer`: send an API key as `Authorization: Bearer sk_…`.",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    "503": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying, with the same Idempotency-Key.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0},
+        }
+    },
 }
 
 
-def codes_by_status() -> dict[int, list[str]]:
-    """Every stable ``code``, by HTTP status, derived from the error classes themselves."""
-    found: dict[int, set[str]] = {}
+def stable_codes() -> dict[str, tuple[int | None, str]]:
+    """Every ``code`` the server can send, with its HTTP status and what it means: derived from
+    the error classes (once every domain is imported), never listed by hand."""
+    found: dict[str, tuple[int | None, str]] = {}
     pending: list[type[DomainError]] = [DomainError]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        codes = ServiceUnavailable.CODES if cls is ServiceUnavailable else (cls.code,)
-        if cls is not DomainError:
-            found.setdefault(cls.status, set()).update(codes)
-    found.setdefault(422, set()).add("invalid_request")
+        if cls is ServiceUnavailable:
+            found.update((code, (cls.status, why)) for code, why in cls.CODES.items())
+        elif cls is not DomainError:
+            found[cls.code] = (cls.status, cls.title)
+    found["invalid_request"] = (422, "Invalid request")
     for status, code in HTTP_CODES.items():
-        found.setdefault(status, set()).add(code)
-    return {status: sorted(codes) for status, codes in found.items()}
+        found.setdefault(code, (status, HTTPStatus(status).phrase))
+    found["http_error"] = (None, "Any other error the HTTP layer answers")
+    found["internal_error"] = (500, "Internal error: a bug (the log has the details)")
+    return dict(sorted(found.items()))
 
 
-def document_problems(*routers: APIRouter) -> None:
-    """Describe each operation's problem responses with the codes it may carry: derived from
-    the error classes once every domain is imported, never listed by hand."""
-    codes = codes_by_status()
-    for route in (route for router in routers for route in router.routes):
-        if not isinstance(route, APIRoute):
-            continue
-        for status, spec in route.responses.items():
-            if isinstance(status, int) and spec.get("model") is Problem:
-                listed = ", ".join(f"`{code}`" for code in codes.get(status, []))
-                spec["description"] = f"{_MEANING.get(status, 'Error.')} Codes: {listed}."
+def codes_by_status() -> dict[int, list[str]]:
+    """Every stable ``code``, by HTTP status."""
+    found: dict[int, list[str]] = {}
+    for code, (status, _) in stable_codes().items():
+        if status is not None:
+            found.setdefault(status, []).append(code)
+    return found
+
+
+def _code_schema(codes: dict[str, tuple[int | None, str]]) -> dict[str, Any]:
+    listed = "\n".join(
+        f"- `{code}` ({status or 'any status'}): {meaning[0].upper()}{meaning[1:]}."
+        for code, (status, meaning) in codes.items()
+    )
+    return {
+        "type": "string",
+        "enum": list(codes),
+        "title": "ProblemCode",
+        "description": f"The stable, machine-readable kind of a problem:\n\n{listed}",
+    }
+
+
+def _description(status: int, codes: list[str]) -> str:
+    listed = ", ".join(f"`{code}`" for code in codes if code not in _ROUTING_CODES)
+    return f"{_MEANING.get(status, 'Error.')} Codes: {listed}." if listed else _MEANING[status]
+
+
+def document_problems(document: dict[str, Any]) -> None:
+    """The OpenAPI document's side of every error: each is `application/problem+json` with the
+    one ``Problem`` schema, whose ``code`` is the ``ProblemCode`` enum, and the headers it
+    carries; each status says which codes it may carry."""
+    codes = stable_codes()
+    by_status = codes_by_status()
+    schemas = document["components"]["schemas"]
+    schemas["ProblemCode"] = _code_schema(codes)
+    schemas["Problem"]["properties"]["code"] = {**_CODE_REF, "examples": ["balance_not_found"]}
+    for item in document["paths"].values():
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if PROBLEM_MEDIA_TYPE not in response.get("content", {}):
+                    continue
+                response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": _PROBLEM_REF}}
+                response["description"] = _description(int(status), by_status.get(int(status), []))
+                headers = _RESPONSE_HEADERS.get(status, {})
+                response["headers"] = {**response.get("headers", {}), **headers}
 
 
 def install_problem_handlers(app: FastAPI) -> None:

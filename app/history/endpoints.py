@@ -8,7 +8,7 @@ from app.auth.dependencies import ReadKey
 from app.core.database import ConnectionDep
 from app.core.dependencies import ClockDep, problem_responses
 from app.core.json import ExactJSONRoute, render
-from app.history.schemas import HistoryParams, HistoryResponse, LedgerEntrySchema
+from app.history.schemas import HistoryParams, HistoryResponse, LedgerEntry
 from app.history.service import history
 
 router = APIRouter(prefix="/v1", tags=["ledger"], route_class=ExactJSONRoute)
@@ -44,7 +44,7 @@ async def balance_history(
     """
     rows, next_cursor = await history(conn, params, clock.now())
     response = HistoryResponse(
-        list=[LedgerEntrySchema.of(row) for row in rows],
+        list=[LedgerEntry.of(row) for row in rows],
         has_more=next_cursor is not None,
         next_cursor=next_cursor,
     )

@@ -1,9 +1,9 @@
 """Wire schemas of the ledger (``balances.history``)."""
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from app.balances.models import Interval
-from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber
+from app.core.schemas import RequestSchema, ResponseSchema, WholeNumber, absent, refused
 from app.core.types import EpochMillis, ExternalId, QuantityOut
 from app.ledger.models import EntryKind
 from app.ledger.repository import StoredEntry
@@ -11,6 +11,12 @@ from app.ledger.repository import StoredEntry
 
 class HistoryParams(RequestSchema):
     """Either `balance_id`, or `customer_id` + `feature_id` (optionally `entity_id`, `interval`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=refused(
+            absent("balance_id", "customer_id"), absent("balance_id", "feature_id")
+        )
+    )
 
     balance_id: ExternalId | None = None
     customer_id: ExternalId | None = None
@@ -27,7 +33,7 @@ class HistoryParams(RequestSchema):
         return self
 
 
-class LedgerEntrySchema(ResponseSchema):
+class LedgerEntry(ResponseSchema):
     id: int | None = Field(description="Monotonic; null for a pending (not yet persisted) reset.")
     balance_id: str
     customer_id: str
@@ -53,11 +59,11 @@ class LedgerEntrySchema(ResponseSchema):
     )
 
     @classmethod
-    def of(cls, entry: StoredEntry) -> "LedgerEntrySchema":
+    def of(cls, entry: StoredEntry) -> "LedgerEntry":
         return cls.model_validate(entry).model_copy(update={"pending": entry.id is None})
 
 
 class HistoryResponse(ResponseSchema):
-    list: list[LedgerEntrySchema]
+    list: list[LedgerEntry]
     has_more: bool
     next_cursor: str | None

@@ -1,11 +1,10 @@
 """Wire schemas of ``balances.finalize``."""
 
 import enum
-from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from app.core.schemas import RequestSchema
+from app.core.schemas import EventProperties, RequestSchema, given, refused
 from app.core.types import ExternalId, NonNegativeQuantity
 
 
@@ -15,6 +14,14 @@ class FinalizeAction(enum.StrEnum):
 
 
 class FinalizeLockParams(RequestSchema):
+    """Confirm or release a lock. `override_value` goes with `confirm` only."""
+
+    model_config = ConfigDict(
+        json_schema_extra=refused(
+            {"allOf": [given("override_value"), {"properties": {"action": {"const": "release"}}}]}
+        )
+    )
+
     lock_id: ExternalId
     customer_id: ExternalId | None = Field(
         default=None,
@@ -27,4 +34,4 @@ class FinalizeLockParams(RequestSchema):
     override_value: NonNegativeQuantity | None = Field(
         default=None, description="With `confirm`: deduct exactly this instead."
     )
-    properties: dict[str, Any] | None = Field(default=None, description="Accepted; not stored.")
+    properties: EventProperties | None = None
