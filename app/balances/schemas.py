@@ -56,10 +56,25 @@ class ResetParams(RequestSchema):
     interval_count: WholeNumber = Field(default=1, ge=1, le=1000, description="Periods per reset.")
 
 
-class RolloverParams(RequestSchema):
-    """What a resetting balance carries over at each reset (Autumn's rollover)."""
+_ABOVE_100: JsonDict = {"properties": {"max_percentage": {"exclusiveMinimum": 100}}}
+_MONTHS_UNDER_1: JsonDict = {  # an absent `duration` is `month`
+    "required": ["length"],
+    "properties": {"duration": {"const": "month"}, "length": {"maximum": 0}},
+}
 
-    model_config = ConfigDict(title="Rollover")
+
+class RolloverParams(RequestSchema):
+    """What a resetting balance carries over at each reset (Autumn's rollover). `max` or
+    `max_percentage` (at most 100), not both; `length` at least 1 with `duration: month`."""
+
+    model_config = ConfigDict(
+        title="Rollover",
+        json_schema_extra=refused(
+            given("max", "max_percentage"),
+            both(given("max_percentage"), _ABOVE_100),
+            _MONTHS_UNDER_1,
+        ),
+    )
 
     length: WholeNumber = Field(
         default=1, ge=0, le=1200, description="Months a carry-over lasts (`duration: month`)."
