@@ -60,9 +60,11 @@ class Sweeper:
 
     async def sweep_once(self) -> int:
         """One full pass; returns how many resets and lock expiries it persisted."""
+        # Locks first: one that ran out before a reset is given back into its own period, so
+        # the reset then carries its units over (see ``reservations.rules.bring_up_to_date``).
         return (
-            await self.persist_due_resets()
-            + await self.expire_locks()
+            await self.expire_locks()
+            + await self.persist_due_resets()
             + await self.purge_idempotency_keys()
         )
 

@@ -12,7 +12,6 @@ is what rules out deadlocks.
 """
 
 import enum
-from collections.abc import Iterator
 from copy import copy
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,17 +147,12 @@ def plan_deduction(
     ]
 
 
-def carry_overs(ordered: list[BalanceRow]) -> Iterator[tuple[BalanceRow, Tranche]]:
-    """The carry-overs of ``ordered`` balances in the order they are spent: an entity's own
-    before its customer's (as its balances), each group soonest-expiring first."""
-    for own in (True, False):
-        pairs = [
-            (balance, tranche)
-            for balance in ordered
-            if (balance.entity_id is not None) is own
-            for tranche in balance.rollovers
-        ]
-        yield from sorted(pairs, key=lambda pair: spending_key(pair[1]))
+def carry_overs(ordered: list[BalanceRow]) -> list[tuple[BalanceRow, Tranche]]:
+    """The carry-overs of ``ordered`` balances in the order they are spent: all together
+    (an entity's and its customer's alike, as Autumn), soonest-expiring first; among equals,
+    in the balances' draw order."""
+    pairs = [(balance, tranche) for balance in ordered for tranche in balance.rollovers]
+    return sorted(pairs, key=lambda pair: spending_key(pair[1]))
 
 
 def _plan_give_back(ordered: list[BalanceRow], amount: Decimal) -> list[Draw]:

@@ -12,19 +12,26 @@ they add up to the tranches' remaining, as ``remaining_delta`` add up to ``remai
 
 A tranche is identified by the ``reset_count`` of the reset that created it (``period``): one
 reset carries over at most once, so the number is unique within its balance and a reservation
-can name the tranche it drew on.
+can name the tranche it drew on. A tranche lasts until it expires (or the cap trims all it was
+granted), so that name stays valid while a reservation may need it.
 """
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from decimal import ROUND_FLOOR, Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal, localcontext
+from math import ceil
 from typing import Any
 
-from app.balances.periods import add_months
+from app.balances.models import Interval
+from app.balances.periods import FIXED_PERIODS, MONTHS_PER_PERIOD, add_months
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+# A balance row holds its carry-overs: a policy that could keep more at once (minute resets
+# kept for a month: 43,830) is refused at create, so a row stays small to read and write.
+MOST_CARRY_OVERS = 1000
+_DAYS_PER_MONTH = 30.44
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -40,9 +47,21 @@ class RolloverPolicy:
     def cap(self, per_period_grant: Decimal) -> Decimal | None:
         """The most all tranches together may hold; None: no cap."""
         if self.max_percentage is not None:
-            cap = per_period_grant * self.max_percentage / HUNDRED
-            return cap.to_integral_value(rounding=ROUND_FLOOR)  # Autumn rounds down
+            with localcontext() as exact:  # 30 + 9 digits never round before the floor
+                exact.prec = 60
+                cap = per_period_grant * self.max_percentage / HUNDRED
+                return cap.to_integral_value(rounding=ROUND_FLOOR)  # Autumn rounds down
         return self.max
+
+    def carry_overs_kept(self, interval: Interval, interval_count: int) -> int:
+        """How many carry-overs can be live at once, at most: one per reset within ``length``
+        months (``forever`` ones join into one)."""
+        if self.duration == "forever":
+            return 1
+        if interval in MONTHS_PER_PERIOD:
+            return ceil(self.length / (MONTHS_PER_PERIOD[interval] * interval_count))
+        period = FIXED_PERIODS[interval] * interval_count
+        return ceil(timedelta(days=_DAYS_PER_MONTH * self.length) / period)
 
     def expiry(self, reset_at: datetime) -> datetime | None:
         if self.duration == "forever":
@@ -144,18 +163,27 @@ def carry_over(
     ``left`` over.
 
     Returns the tranches with the carry-over (before and after the cap trims them), the amount
-    carried and the amount trimmed. Nothing is
-    carried when the carry-over would already have expired by ``now`` (a reset applied long
-    after it was due). Tranches spent to nothing are dropped: they hold nothing, and keeping
-    them would grow the row forever.
+    carried and the amount trimmed. Nothing is carried when the carry-over would already have
+    expired by ``now`` (a reset applied long after it was due). A carry-over expiring when an
+    existing tranche does joins it (so ``forever`` ones make one tranche, not one per reset).
+    A tranche spent to nothing is kept until it expires, as Autumn keeps it: a reservation may
+    still give back into it. Trimming lowers what a tranche holds *and* what it was granted
+    (trimmed units were never spent); one trimmed to nothing granted is dropped.
     """
     expires_at = policy.expiry(reset_at)
     carried = max(left, ZERO)
     if expires_at is not None and expires_at <= now:
         carried = ZERO
-    kept = [t for t in tranches if t.remaining > 0]
+    kept = list(tranches)
     if carried > 0:
-        kept.append(Tranche(period, carried, carried, expires_at))
+        same = next((i for i, t in enumerate(kept) if t.expires_at == expires_at), None)
+        if same is None:
+            kept.append(Tranche(period, carried, carried, expires_at))
+        else:
+            joined = kept[same]
+            kept[same] = replace(
+                joined, granted=joined.granted + carried, remaining=joined.remaining + carried
+            )
     untrimmed = tuple(kept)
     cap = policy.cap(per_period_grant)
     excess = ZERO if cap is None else max(total(kept) - max(cap, ZERO), ZERO)
@@ -164,8 +192,10 @@ def carry_over(
     for tranche in spending_order(kept):
         cut = min(excess, tranche.remaining)
         excess -= cut
-        if tranche.remaining - cut > 0:
-            result.append(replace(tranche, remaining=tranche.remaining - cut))
+        if tranche.granted - cut > 0:
+            result.append(
+                replace(tranche, granted=tranche.granted - cut, remaining=tranche.remaining - cut)
+            )
     return untrimmed, tuple(sorted(result, key=lambda t: t.period)), carried, trimmed
 
 

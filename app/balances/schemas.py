@@ -19,7 +19,13 @@ from pydantic.config import JsonDict
 
 from app.balances.models import Interval
 from app.balances.resets import state_at
-from app.balances.rollovers import RolloverPolicy, Tranche, spending_order, total
+from app.balances.rollovers import (
+    MOST_CARRY_OVERS,
+    RolloverPolicy,
+    Tranche,
+    spending_order,
+    total,
+)
 from app.balances.rows import BalanceRow
 from app.core.schemas import (
     RequestSchema,
@@ -155,6 +161,13 @@ class CreateBalanceParams(RequestSchema):
             raise ValueError("rollover needs a reset interval: a one_off balance never resets")
         if info.data.get("unlimited"):
             raise ValueError("rollover needs a limited balance: an unlimited one has no rest")
+        kept = value.policy().carry_overs_kept(reset.interval, reset.interval_count)
+        if kept > MOST_CARRY_OVERS:
+            raise ValueError(
+                f"this rollover would keep up to {kept} carry-overs at once (one per reset "
+                f"for {value.length} months); at most {MOST_CARRY_OVERS}: use a longer reset "
+                "interval, a shorter length, or duration forever"
+            )
         return value
 
 

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from app.balances.allocation import Draw, OverageBehavior, apply_draws, draw_order, plan_deduction
+from app.balances.resets import due_reset
 from app.balances.rows import BalanceRow, ScopeKey
 from app.balances.rules import catch_up
 from app.core.errors import InvalidRequest
@@ -121,31 +122,31 @@ def releasable(
 def view_released(
     balances: list[BalanceRow], locks: list[LockRow], now: datetime
 ) -> list[BalanceRow]:
-    """What a read shows: ``balances`` with the expired active ``locks`` given back as the next
-    write will give them back (``give_back``, per reset period), without writing anything.
+    """What a read shows: ``balances`` with the expired active ``locks`` given back and due
+    resets applied, as the next write will do it (``bring_up_to_date``), writing nothing.
 
-    Only ``usage`` differs from the stored row (no version moves); a balance whose reset is due
-    is shown as stored, for ``state_at`` to show the reset (the lock's period is then gone).
+    A changed row is shown with its stored ``version`` and ``updated_at``: nothing was written.
     """
     current, _, _ = bring_up_to_date(balances, locks, now)
     shown = []
     for stored, updated in zip(balances, current, strict=True):
-        if updated.reset_count != stored.reset_count or updated.usage == stored.usage:
+        if updated.version == stored.version:
             shown.append(stored)
         else:
-            row = copy(stored)
-            row.usage = updated.usage
+            row = copy(updated)
+            row.version, row.updated_at = stored.version, stored.updated_at
             shown.append(row)
     return shown
 
 
 def expire(
-    locks: list[LockRow], balances: list[BalanceRow], now: datetime
+    locks: list[LockRow], balances: list[BalanceRow], now: datetime, by: datetime | None = None
 ) -> tuple[list[LockRow], list[Entry]]:
-    """Give back every active lock past its expiry (into ``balances``, the caller's copies)."""
+    """Give back every active lock past its expiry by ``by`` (default: ``now``) into
+    ``balances``, the caller's copies."""
     settled, entries = [], []
     for lock in locks:
-        if lock.status == LockStatus.ACTIVE and lock.is_expired(now):
+        if lock.status == LockStatus.ACTIVE and lock.is_expired(by or now):
             entries += give_back(lock, balances, EntryKind.RELEASE, now)
             settled.append(_settle(lock, LockStatus.EXPIRED, now))
     return settled, entries
@@ -240,11 +241,20 @@ def bring_up_to_date(
     balances: list[BalanceRow], locks: list[LockRow], now: datetime
 ) -> tuple[list[BalanceRow], list[LockRow], list[Entry]]:
     """Copies of a feature's ``balances`` with due resets persisted and its expired ``locks``
-    given back, in that order: the state every change of usage starts from."""
-    current, entries = [], []
-    for row in balances:
-        row = copy(row)
+    given back: the state every change of usage starts from.
+
+    A lock that ran out before a due reset is given back first, into the period it was taken
+    in, so the reset counts (and carries over) its units as unused, as Autumn, which releases
+    a lock at its ``expires_at``, does. The rest are given back after the resets.
+    """
+    current = [copy(row) for row in balances]
+    boundaries = [row.next_reset_at for row in current if due_reset(row, now) is not None]
+    settled: list[LockRow] = []
+    entries: list[Entry] = []
+    if boundaries:
+        settled, entries = expire(locks, current, now, by=min(b for b in boundaries if b))
+    for row in current:
         entries += catch_up(row, now)
-        current.append(row)
-    settled, released = expire(locks, current, now)
-    return current, settled, entries + released
+    done = {lock.key for lock in settled}
+    later, released = expire([lock for lock in locks if lock.key not in done], current, now)
+    return current, settled + later, entries + released

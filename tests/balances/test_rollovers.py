@@ -1,7 +1,7 @@
 """Rollovers under a controlled clock: what a reset carries over, how it is capped, spent,
 reserved and expired, and that the ledger accounts for every unit of it."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -100,7 +100,9 @@ async def test_the_cap_trims_the_oldest_carry_over_first(api: Api, clock: Frozen
     await track(api, 0)  # Feb 15 carried 40
     clock.set(MAR_15 + timedelta(hours=1))  # Mar 15 carries 100: 140 > 120, trim 20
     after = await shown(api)
-    assert [(r["granted"], r["balance"]) for r in after["rollovers"]] == [(40, 20), (100, 100)]
+    # Trimmed units were never spent: the trimmed carry-over was granted less, not used more.
+    assert [(r["granted"], r["balance"]) for r in after["rollovers"]] == [(20, 20), (100, 100)]
+    assert (await feature(api))["usage"] == 0
     await track(api, 1)  # persists what the read showed
     entries = api.rollover_ledger(balance["id"])[-3:]
     assert [(kind, delta) for kind, delta, _ in entries] == [
@@ -222,6 +224,7 @@ async def test_history_shows_what_the_rollovers_gained_and_hold(
         (MONTHLY, {"length": 0, "duration": "month"}),
         (MONTHLY, {"length": 1, "duration": "week"}),
         (MONTHLY, {"length": 1, "max": -1}),
+        ({"reset": {"interval": "minute"}}, {"length": 1}),  # 43,834 carry-overs at once
     ],
 )
 async def test_an_impossible_rollover_is_refused_and_creates_nothing(
@@ -252,8 +255,67 @@ async def test_a_carry_over_that_would_expire_after_9999_never_expires(
     await api.create(
         **MONTHLY,
         next_reset_at=to_epoch_ms(last_reset),
-        rollover={"length": 1200, "duration": "month"},
+        rollover={"length": 1000, "duration": "month"},
     )
     clock.set(last_reset + timedelta(days=1))
     result = await track(api, 1)
     assert result["balance"]["rollovers"] == [{"granted": 100, "balance": 99, "expires_at": 0}]
+
+
+async def test_forever_carry_overs_are_kept_as_one(api: Api, clock: FrozenClock) -> None:
+    await create(api, duration="forever")
+    await track(api, 60)
+    clock.set(FEB_15 + timedelta(days=1))
+    await track(api, 10)  # Feb 15 carried 40; 10 of it spent
+    clock.set(MAR_15 + timedelta(days=1))
+    [carry_over] = (await shown(api))["rollovers"]  # Mar 15 carried 100 into the same one
+    assert carry_over == {"granted": 140, "balance": 130, "expires_at": 0}
+
+
+def lock_body(amount: int, lock_id: str, expires_at: datetime | None = None) -> dict[str, Any]:
+    lock: dict[str, Any] = {"lock_id": lock_id, "enabled": True}
+    if expires_at is not None:
+        lock["expires_at"] = to_epoch_ms(expires_at)
+    body = {"customer_id": "cus_1", "feature_id": "api_calls", "required_balance": amount}
+    return {**body, "lock": lock}
+
+
+async def test_reads_show_an_expired_lock_given_back_to_its_carry_over(
+    api: Api, clock: FrozenClock
+) -> None:
+    await create(api)
+    await track(api, 60)
+    clock.set(FEB_15 + timedelta(hours=1))
+    await api.ok("balances.check", lock_body(30, "job_r", FEB_15 + timedelta(hours=2)))
+    clock.set(FEB_15 + timedelta(hours=3))  # the lock ran out; nothing written since
+    assert (await shown(api))["rollovers"][0]["balance"] == 40
+    assert (await feature(api))["remaining"] == 140
+
+
+async def test_a_lock_on_a_spent_out_carry_over_is_given_back_after_a_reset(
+    api: Api, clock: FrozenClock
+) -> None:
+    await create(api, length=3)
+    await track(api, 60)
+    clock.set(FEB_15 + timedelta(hours=1))
+    await api.ok("balances.check", lock_body(40, "job_s"))  # all of the carry-over
+    clock.set(MAR_15 + timedelta(hours=1))
+    await track(api, 0)  # the reset keeps the spent-out carry-over: the lock still holds it
+    release = {"customer_id": "cus_1", "lock_id": "job_s", "action": "release"}
+    await api.ok("balances.finalize", release)
+    carried = {r["granted"]: r["balance"] for r in (await shown(api))["rollovers"]}
+    assert carried == {40: 40, 100: 100}
+    assert api.invariant_violations() == []
+
+
+async def test_a_lock_that_ran_out_before_a_reset_counts_as_unused_there(
+    api: Api, clock: FrozenClock
+) -> None:
+    await create(api)
+    clock.set(FEB_15 - timedelta(hours=3))
+    await api.ok("balances.check", lock_body(30, "job_e", FEB_15 - timedelta(hours=1)))
+    clock.set(FEB_15 + timedelta(hours=1))  # ran out before Feb 15, released after it
+    assert (await shown(api))["rollovers"][0]["balance"] == 100
+    await track(api, 1)
+    assert (await shown(api))["rollovers"][0]["balance"] == 99
+    assert api.invariant_violations() == []

@@ -35,6 +35,8 @@ def track(
     draws, entries = rules.track(rows, value, behavior, now)
     assert all(draw.rollover is None for draw in draws)
     return [(draw.balance, draw.amount) for draw in draws], entries
+
+
 DAY = 86_400
 EXAMPLES = settings(max_examples=200, deadline=None)
 

@@ -332,16 +332,22 @@ def test_an_expired_lock_gives_back_what_it_took_in_periods_not_reset(
     assert expired.amount == lock.amount and expired.items == lock.items
     assert lock.status == LockStatus.ACTIVE
 
-    reset = {row.id for row in rows if row.next_reset_at is not None and row.next_reset_at <= later}
+    due = {r.id: r.next_reset_at for r in rows if r.next_reset_at and r.next_reset_at <= later}
+    # A lock that ran out before the first due reset is given back before it, in full; one
+    # that ran out after it gives nothing back into the balances that reset since.
+    first_reset = min(due.values(), default=None)
+    before_reset = first_reset is not None and expires_at <= first_reset
+    reset = set() if before_reset else set(due)
     held = {item["balance_id"]: Decimal(item["value"]) for item in lock.items}
     event(f"expire: {len(held.keys() & reset)} of {len(held)} items in a reset balance")
     given_back = -sum((e.usage_delta for e in entries if e.kind == EntryKind.RELEASE), ZERO)
     assert given_back == sum((v for b, v in held.items() if b not in reset), ZERO)
     for old, new in zip(rows, current, strict=True):
-        if old.id in reset:
+        if old.id in due:
             assert new.usage == ZERO and new.reset_count == old.reset_count + 1
+        if old.id in reset:
             assert not any(e.balance_id == old.id and e.kind == EntryKind.RELEASE for e in entries)
-        else:
+        elif old.id not in due:
             assert new.usage == old.usage  # taken and given back in full
     assert_ledgers(rows, current, locking + entries)
 
@@ -592,7 +598,7 @@ def test_a_read_shows_an_expired_lock_as_the_next_write_persists_it(
     assert work == stored  # reads change nothing
     for row, seen, persisted in zip(work, shown, written, strict=True):
         assert state_at(seen, later) == state_at(persisted, later)
-        assert seen.version == row.version and seen.reset_count == row.reset_count
+        assert seen.version == row.version  # shown, not written
 
 
 def test_a_lock_more_than_a_day_ahead_is_refused_and_changes_nothing() -> None:
