@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, localcontext
-from math import ceil
 from typing import Any
 
 from app.balances.models import Interval
@@ -31,7 +30,18 @@ HUNDRED = Decimal(100)
 # A balance row holds its carry-overs: a policy that could keep more at once (minute resets
 # kept for a month: 43,830) is refused at create, so a row stays small to read and write.
 MOST_CARRY_OVERS = 1000
-_DAYS_PER_MONTH = 30.44
+_MONTH = timedelta(days=30.44)
+
+
+def longest_length(interval: Interval) -> int:
+    """The most months a carry-over may last with resets every ``interval``: at one carry-over
+    per reset, no more than ``MOST_CARRY_OVERS`` are then live at once (whatever the
+    ``interval_count``, which only spaces resets further apart)."""
+    if interval in MONTHS_PER_PERIOD:
+        return MOST_CARRY_OVERS * MONTHS_PER_PERIOD[interval]
+    return int(MOST_CARRY_OVERS * FIXED_PERIODS[interval] / _MONTH)
+
+
 _NEVER = datetime.max.replace(tzinfo=UTC)
 
 
@@ -52,16 +62,6 @@ class RolloverPolicy:
                 cap = per_period_grant * self.max_percentage / HUNDRED
                 return cap.to_integral_value(rounding=ROUND_FLOOR)  # Autumn rounds down
         return self.max
-
-    def carry_overs_kept(self, interval: Interval, interval_count: int) -> int:
-        """How many carry-overs can be live at once, at most: one per reset within ``length``
-        months (``forever`` ones join into one)."""
-        if self.duration == "forever":
-            return 1
-        if interval in MONTHS_PER_PERIOD:
-            return ceil(self.length / (MONTHS_PER_PERIOD[interval] * interval_count))
-        period = FIXED_PERIODS[interval] * interval_count
-        return ceil(timedelta(days=_DAYS_PER_MONTH * self.length) / period)
 
     def expiry(self, reset_at: datetime) -> datetime | None:
         if self.duration == "forever":

@@ -5,7 +5,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
 
 from pydantic import (
     ConfigDict,
@@ -23,6 +22,7 @@ from app.balances.rollovers import (
     MOST_CARRY_OVERS,
     RolloverPolicy,
     Tranche,
+    longest_length,
     spending_order,
     total,
 )
@@ -69,12 +69,18 @@ _MONTHS_UNDER_1: JsonDict = {  # an absent `duration` is `month`
 }
 
 
+class RolloverDuration(enum.StrEnum):
+    """How long a carry-over lasts: `length` months, or forever."""
+
+    MONTH = "month"
+    FOREVER = "forever"
+
+
 class RolloverParams(RequestSchema):
     """What a resetting balance carries over at each reset (Autumn's rollover). `max` or
     `max_percentage` (at most 100), not both; `length` at least 1 with `duration: month`."""
 
     model_config = ConfigDict(
-        title="Rollover",
         json_schema_extra=refused(
             given("max", "max_percentage"),
             both(given("max_percentage"), _ABOVE_100),
@@ -85,8 +91,9 @@ class RolloverParams(RequestSchema):
     length: WholeNumber = Field(
         default=1, ge=0, le=1200, description="Months a carry-over lasts (`duration: month`)."
     )
-    duration: Literal["month", "forever"] = Field(
-        default="month", description="`month`: expire after `length` months; `forever`: never."
+    duration: RolloverDuration = Field(
+        default=RolloverDuration.MONTH,
+        description="`month`: expire after `length` months; `forever`: never.",
     )
     max: NonNegativeQuantity | None = Field(
         default=None, description="The most all carry-overs together may hold; null: no cap."
@@ -103,7 +110,7 @@ class RolloverParams(RequestSchema):
             raise ValueError("give max or max_percentage, not both")
         if self.max_percentage is not None and self.max_percentage > 100:
             raise ValueError("max_percentage must be at most 100")
-        if self.duration == "month" and self.length < 1:
+        if self.duration is RolloverDuration.MONTH and self.length < 1:
             raise ValueError("length must be at least 1 month with duration month")
         return self
 
@@ -116,14 +123,35 @@ _ONE_OFF: JsonDict = {"properties": {"reset": {"properties": {"interval": {"cons
 _CHANGES = ("remaining", "add_to_balance", "usage", "included_grant", "next_reset_at", "expires_at")
 
 
+_SHORT_INTERVALS = [i for i in Interval if i is not Interval.ONE_OFF and longest_length(i) < 1200]
+
+
+def _lasting_too_long(interval: Interval) -> JsonDict:
+    """Matches a body with ``interval`` resets whose month-long carry-overs last longer than
+    ``longest_length`` allows (an absent `duration` is `month`, an absent `length` is 1)."""
+    longest = longest_length(interval)
+    rollover: JsonDict = {"properties": {"duration": {"const": "month"}}}
+    if longest >= 1:
+        rollover = {
+            "required": ["length"],
+            "properties": {"duration": {"const": "month"}, "length": {"minimum": longest + 1}},
+        }
+    reset: JsonDict = {"required": ["interval"], "properties": {"interval": {"const": interval}}}
+    return {"required": ["reset"], "properties": {"reset": reset, "rollover": rollover}}
+
+
 class CreateBalanceParams(RequestSchema):
-    """A `next_reset_at` needs a `reset` interval other than `one_off`."""
+    """A `next_reset_at` needs a `reset` interval other than `one_off`. A `rollover` needs one
+    too, a limited balance, and (with `duration: month`) a `length` of at most 0 months for
+    minute resets, 1 for hourly, 32 for daily, 229 for weekly and 1000 for monthly ones, so
+    that at most 1000 carry-overs are kept at once."""
 
     model_config = ConfigDict(
         json_schema_extra=refused(
             both(given("next_reset_at"), _ONE_OFF),
             both(given("rollover"), _ONE_OFF),
             both(given("rollover"), equals("unlimited", True)),
+            *(both(given("rollover"), _lasting_too_long(i)) for i in _SHORT_INTERVALS),
         )
     )
 
@@ -161,11 +189,11 @@ class CreateBalanceParams(RequestSchema):
             raise ValueError("rollover needs a reset interval: a one_off balance never resets")
         if info.data.get("unlimited"):
             raise ValueError("rollover needs a limited balance: an unlimited one has no rest")
-        kept = value.policy().carry_overs_kept(reset.interval, reset.interval_count)
-        if kept > MOST_CARRY_OVERS:
+        longest = longest_length(reset.interval)
+        if value.duration is RolloverDuration.MONTH and value.length > longest:
             raise ValueError(
-                f"this rollover would keep up to {kept} carry-overs at once (one per reset "
-                f"for {value.length} months); at most {MOST_CARRY_OVERS}: use a longer reset "
+                f"with {reset.interval} resets, a carry-over may last at most {longest} months "
+                f"(so that at most {MOST_CARRY_OVERS} are kept at once): use a longer reset "
                 "interval, a shorter length, or duration forever"
             )
         return value
@@ -265,17 +293,15 @@ class ListBalancesParams(RequestSchema):
     )
 
 
-class Rollover(ResponseSchema):
+class RolloverBalance(ResponseSchema):
     """One carry-over of a balance, as Autumn shows it."""
-
-    model_config = ConfigDict(title="RolloverBalance")
 
     granted: QuantityOut = Field(description="What was carried over.")
     balance: QuantityOut = Field(description="What is left of it.")
     expires_at: EpochMillis = Field(description="When it expires; 0 (as in Autumn): never.")
 
     @classmethod
-    def all_of(cls, tranches: Sequence[Tranche]) -> "list[Rollover]":
+    def all_of(cls, tranches: Sequence[Tranche]) -> "list[RolloverBalance]":
         return [
             cls(granted=t.granted, balance=t.remaining, expires_at=t.expires_at or _NEVER_SHOWN)
             for t in spending_order(tranches)
@@ -344,7 +370,7 @@ class Balance(ResponseSchema):
     status: BalanceStatus
     version: int
     price: None = None
-    rollovers: list[Rollover] = Field(
+    rollovers: list[RolloverBalance] = Field(
         default_factory=list, description="Its live carry-overs, in the order they are spent."
     )
     source: BalanceSource
@@ -383,7 +409,7 @@ class Balance(ResponseSchema):
             expires_at=balance.expires_at,
             status="expired" if balance.is_expired(now) else "active",
             version=balance.version,
-            rollovers=Rollover.all_of(state.rollovers),
+            rollovers=RolloverBalance.all_of(state.rollovers),
             source="customer" if balance.entity_id is None else "entity",
             created_at=balance.created_at,
             updated_at=balance.updated_at,

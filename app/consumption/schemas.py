@@ -9,7 +9,7 @@ from pydantic import Field, RootModel, StrictBool, WithJsonSchema, field_validat
 from app.balances.allocation import OverageBehavior
 from app.balances.resets import state_at
 from app.balances.rows import BalanceRow
-from app.balances.schemas import Balance, FeatureAmounts, Reset, Rollover
+from app.balances.schemas import Balance, FeatureAmounts, Reset, RolloverBalance
 from app.core.errors import DomainError
 from app.core.problems import problem_reply
 from app.core.schemas import EventProperties, Problem, RequestSchema, ResponseSchema
@@ -95,7 +95,7 @@ class FeatureBalance(ResponseSchema):
     max_purchase: None = None
     next_reset_at: EpochMillis | None
     breakdown: list[Balance]
-    rollovers: list[Rollover] = Field(
+    rollovers: list[RolloverBalance] = Field(
         default_factory=list, description="Every carry-over of its balances, in spending order."
     )
 
@@ -117,7 +117,7 @@ class FeatureBalance(ResponseSchema):
             overage_allowed=any(b.overage_allowed for b in balances),
             next_reset_at=min(resets, default=None),
             breakdown=[Balance.of(balance, now) for balance in balances],
-            rollovers=Rollover.all_of([t for state in states for t in state.rollovers]),
+            rollovers=RolloverBalance.all_of([t for state in states for t in state.rollovers]),
         )
 
 

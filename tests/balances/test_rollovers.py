@@ -225,6 +225,8 @@ async def test_history_shows_what_the_rollovers_gained_and_hold(
         (MONTHLY, {"length": 1, "duration": "week"}),
         (MONTHLY, {"length": 1, "max": -1}),
         ({"reset": {"interval": "minute"}}, {"length": 1}),  # 43,834 carry-overs at once
+        ({"reset": {"interval": "hour"}}, {"length": 2}),  # over 1000: at most 1 month
+        ({"reset": {"interval": "day", "interval_count": 2}}, {"length": 33}),
     ],
 )
 async def test_an_impossible_rollover_is_refused_and_creates_nothing(
@@ -319,3 +321,9 @@ async def test_a_lock_that_ran_out_before_a_reset_counts_as_unused_there(
     await track(api, 1)
     assert (await shown(api))["rollovers"][0]["balance"] == 99
     assert api.invariant_violations() == []
+
+
+async def test_minute_resets_may_carry_over_forever(api: Api) -> None:
+    rollover = {"length": 1, "duration": "forever"}
+    created = await api.create(included_grant=5, reset={"interval": "minute"}, rollover=rollover)
+    assert created["rollovers"] == []
