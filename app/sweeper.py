@@ -24,6 +24,7 @@ from app.batcher.transaction import Retry, run_batch
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.context import RequestContext
+from app.core.database import log_background_failure
 from app.idempotency.repository import purge_older_than
 from app.ledger import repository as ledger
 from app.ledger.table import LedgerTable
@@ -130,6 +131,6 @@ class Sweeper:
                     logger.info("sweeper persisted %d resets and lock expiries", swept)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep sweeping after a transient failure (database restart…)
-                logger.exception("sweeper pass failed")
+            except Exception as error:  # keep sweeping after a failure (database restart…)
+                log_background_failure(logger, "sweeper pass failed; retrying later", error)
             await asyncio.sleep(interval_seconds)

@@ -5,12 +5,15 @@ same pool and owns their transactions. Reads take a connection in autocommit, on
 each. Sessions (``sessionmaker``) serve the few ORM users: API keys, the sweeper's purge.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -20,6 +23,19 @@ from sqlalchemy.ext.asyncio import (
 
 from app.core.config import Settings
 from app.core.metrics import POOL_IN_USE, POOL_SIZE
+
+# What a database that is down, restarting or unreachable raises.
+DATABASE_FAULTS = (DBAPIError, PoolTimeout, OSError)
+
+
+def log_background_failure(logger: logging.Logger, message: str, error: Exception) -> None:
+    """A background task's failed pass: a database fault (down, restarting) is expected and
+    logged as one warning line; anything else is a bug and keeps its traceback."""
+    if isinstance(error, DATABASE_FAULTS):
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        logger.warning("%s: %s: %s", message, type(error).__name__, first)
+    else:
+        logger.error(message, exc_info=error)
 
 
 def to_sqlalchemy_url(database_url: str) -> URL:

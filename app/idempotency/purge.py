@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.clock import Clock
+from app.core.database import log_background_failure
 from app.idempotency.repository import purge_older_than
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,6 @@ async def purge_forever(
                 logger.info("purged %d idempotency records past their retention", purged)
         except asyncio.CancelledError:
             raise
-        except Exception:  # a database restart: try again next time
-            logger.warning("idempotency purge failed; retrying later", exc_info=True)
+        except Exception as error:  # try again next time
+            log_background_failure(logger, "idempotency purge failed; retrying later", error)
         await asyncio.sleep(interval_seconds)

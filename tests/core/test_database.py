@@ -4,16 +4,21 @@ PgBouncer < 1.21 hands each transaction whichever server connection is free, whe
 psycopg prepared on another one does not exist; and it refuses timeouts as startup options.
 With ``BALANCES_DB_PREPARED_STATEMENTS=false`` and ``BALANCES_DB_STARTUP_TIMEOUTS=false`` the
 service must still write and read, and leave nothing prepared on the server.
+
+Also: how a background task (purge, sweeper) logs a failed pass.
 """
 
+import logging
 from typing import Any
 
 import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from app.core.clock import FrozenClock
+from app.core.database import log_background_failure
 from tests.batcher.test_batcher import another_app
 from tests.helpers import Api
 
@@ -53,3 +58,26 @@ async def test_with_prepared_statements_off_the_service_writes_and_reads_and_pre
         await write_and_read(api, times=8)
         # The default prepares what runs often (so the check is not vacuous); off, nothing.
         assert (await prepared_on_the_pool(app) > 0) is prepared
+
+
+def test_a_background_pass_that_meets_a_database_outage_logs_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage = OperationalError("SELECT 1", {}, Exception("connection refused\nis it running?"))
+    with caplog.at_level(logging.WARNING, logger="tests"):
+        log_background_failure(logging.getLogger("tests"), "purge failed", outage)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert (
+        record.getMessage()
+        == "purge failed: OperationalError: (builtins.Exception) connection refused"
+    )
+
+
+def test_a_background_pass_that_meets_a_bug_keeps_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="tests"):
+        log_background_failure(logging.getLogger("tests"), "purge failed", KeyError("rows"))
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info is not None
