@@ -97,7 +97,7 @@ def create_app(
         waiting_slots=settings.write_waiting_slots,
         wait_timeout_seconds=settings.lock_timeout_ms / 1000,
         scope=settings.write_batch_scope,
-        timeouts=Timeouts(settings.lock_timeout_ms, settings.statement_timeout_ms),
+        timeouts=Timeouts.unless_connected_with(settings),
     )
     app.state.schema_head = head_revision()
     app.state.authenticator = Authenticator(settings.auth_cache_seconds)

@@ -20,7 +20,7 @@ from app.balances import repository as balances
 from app.balances.rules import catch_up
 from app.balances.table import BalancesTable
 from app.batcher.protocols import Envelope, Table
-from app.batcher.transaction import Retry, run_batch
+from app.batcher.transaction import Retry, Timeouts, run_batch
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.context import RequestContext
@@ -44,19 +44,27 @@ class Sweeper:
         clock: Clock,
         batch_size: int = 500,
         idempotency_retention_hours: float = 24,
+        timeouts: Timeouts | None = None,
     ) -> None:
+        """``timeouts``: what its transactions must set themselves (None: the connections
+        start with them), so that a pass never waits forever on a row a request holds."""
         self.sessionmaker = sessionmaker
         self.engine: AsyncEngine = sessionmaker.kw["bind"]
         self.clock = clock
         self.batch_size = batch_size
         self.idempotency_retention_hours = idempotency_retention_hours
+        self.timeouts = timeouts
 
     @classmethod
     def from_settings(
         cls, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock, settings: Settings
     ) -> "Sweeper":
         return cls(
-            sessionmaker, clock, settings.sweep_batch_size, settings.idempotency_retention_hours
+            sessionmaker,
+            clock,
+            settings.sweep_batch_size,
+            settings.idempotency_retention_hours,
+            Timeouts.unless_connected_with(settings),
         )
 
     async def sweep_once(self) -> int:
@@ -77,6 +85,11 @@ class Sweeper:
         total = 0
         while True:
             async with self.engine.connect() as conn, conn.begin():
+                if self.timeouts is not None:  # SKIP LOCKED never waits; statements might
+                    await conn.exec_driver_sql(
+                        "SELECT set_config('statement_timeout', %s, true)",
+                        (str(self.timeouts.statement_ms),),
+                    )
                 now = self.clock.now()
                 due = await balances.lock_due_for_reset(conn, now, self.batch_size)
                 rows, entries = [], []
@@ -104,7 +117,9 @@ class Sweeper:
             released = 0
             for scope in sorted({lock.scope for lock in expired}, key=str):
                 command = ExpireLocks(scope, Envelope(now, SWEEPER_CONTEXT, None))
-                outcome = await run_batch(self.engine, tables, [command], wait=True)
+                outcome = await run_batch(
+                    self.engine, tables, [command], wait=True, timeouts=self.timeouts
+                )
                 reply = None if isinstance(outcome, Retry) else outcome.replies.get(0)
                 if reply is not None and not isinstance(reply, Exception):
                     released += json.loads(reply.body)["expired"]

@@ -32,6 +32,7 @@ _READ = """
 SELECT r.scope, r.key, r.fingerprint, r.status_code, r.content_type, r.response_body
 FROM idempotency_keys r
 JOIN unnest(%s::text[], %s::text[]) AS c(scope, key) ON r.scope = c.scope AND r.key = c.key
+WHERE r.key = ANY(%s::text[])
 """
 
 _STORE = """
@@ -39,7 +40,7 @@ UPDATE idempotency_keys AS r
 SET status_code = a.status_code, content_type = a.content_type, response_body = a.body
 FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::bytea[])
     AS a(scope, key, status_code, content_type, body)
-WHERE r.scope = a.scope AND r.key = a.key
+WHERE r.scope = a.scope AND r.key = a.key AND r.key = ANY(%s::text[])
 """
 
 
@@ -76,7 +77,8 @@ async def claim(
     claimed: set[Key] = {(row[0], row[1]) for row in result}
     stored: dict[Key, StoredAnswer] = {}
     if len(claimed) < len(keys):
-        rows: Sequence[Any] = (await conn.exec_driver_sql(_READ, (scopes, names))).all()
+        parameters = (scopes, names, sorted(set(names)))
+        rows: Sequence[Any] = (await conn.exec_driver_sql(_READ, parameters)).all()
         for scope, key, fingerprint, status, content_type, body in rows:
             if (scope, key) not in claimed and status is not None:
                 stored[(scope, key)] = StoredAnswer(bytes(fingerprint), status, content_type, body)
@@ -86,4 +88,5 @@ async def claim(
 async def store(conn: AsyncConnection, answers: Sequence[tuple[str, str, int, str, bytes]]) -> None:
     """Store the answer of each claimed key, in the transaction that applied its request."""
     columns = [list(column) for column in zip(*answers, strict=True)]
-    await conn.exec_driver_sql(_STORE, tuple(columns))
+    # The keys again, as a constant: Citus prunes idempotency_keys (distributed by key) with it.
+    await conn.exec_driver_sql(_STORE, (*columns, sorted(set(columns[1]))))

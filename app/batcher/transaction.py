@@ -37,6 +37,7 @@ from app.batcher import idempotency
 from app.batcher.driver import Fetching, Queueing, Statement
 from app.batcher.errors import IdempotencyKeyReused
 from app.batcher.protocols import Command, Table
+from app.core.config import Settings
 from app.core.errors import DomainError, ServiceUnavailable
 from app.core.metrics import IDEMPOTENT_REPLAYS, LOCK_WAIT_SECONDS
 from app.core.problems import database_code, is_disconnect, problem_reply
@@ -64,6 +65,15 @@ class Timeouts:
 
     lock_ms: int
     statement_ms: int
+
+    @classmethod
+    def unless_connected_with(cls, settings: Settings) -> "Timeouts | None":
+        """The timeouts a transaction must set itself: none when every connection already
+        starts with them (``BALANCES_DB_STARTUP_TIMEOUTS``, the default), so the hot path
+        sends no statement for them; the configured ones when it does not (PgBouncer)."""
+        if settings.db_startup_timeouts:
+            return None
+        return cls(settings.lock_timeout_ms, settings.statement_timeout_ms)
 
 
 @dataclass(slots=True)

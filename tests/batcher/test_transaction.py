@@ -8,12 +8,16 @@ stays open.
 """
 
 import asyncio
+from datetime import timedelta
 
 import psycopg
 import pytest
 
 from app.core.clock import FrozenClock
+from app.core.types import to_epoch_ms
+from app.sweeper import Sweeper
 from tests.batcher.test_batcher import GUARD, another_app
+from tests.conftest import START
 from tests.helpers import problem
 
 
@@ -57,3 +61,23 @@ async def test_a_write_stuck_on_an_uncommitted_insert_times_out_without_connecti
         # Nothing was applied, so a plain retry is safe and now succeeds.
         retry = await api.post("balances.create", {"customer_id": "cus_1", "feature_id": "seats"})
         assert retry.status_code == 200, retry.text
+
+
+async def test_the_sweeper_gives_up_on_a_held_row_without_connection_timeouts(
+    db: psycopg.Connection, database_url: str, clock: FrozenClock, keys: dict[str, str]
+) -> None:
+    """Its lock expiry waits for rows (``wait=True``): bounded by its own timeouts too."""
+    settings = {"db_startup_timeouts": False, "lock_timeout_ms": 300, "auth_cache_seconds": 3600}
+    async with another_app(database_url, clock, db, keys["write"], **settings) as (app, api):
+        await api.create(included_grant=10)
+        lock = {"lock_id": "job_held", "enabled": True, "expires_at": to_epoch_ms(START) + 60_000}
+        body = {"customer_id": "cus_1", "feature_id": "api_calls", "required_balance": 4}
+        await api.ok("balances.check", {**body, "lock": lock})
+        clock.set(START + timedelta(minutes=5))  # the lock ran out
+        sweeper = Sweeper.from_settings(app.state.database.sessionmaker, clock, app.state.settings)
+        with psycopg.connect(database_url) as holder:
+            holder.execute("SELECT 1 FROM balances WHERE customer_id = 'cus_1' FOR UPDATE")
+            released = await asyncio.wait_for(sweeper.expire_locks(), GUARD)
+            holder.rollback()
+        assert released == 0  # gave up on the held row, and will try again next pass
+        assert await sweeper.expire_locks() == 1

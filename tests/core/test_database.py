@@ -60,6 +60,34 @@ async def test_with_prepared_statements_off_the_service_writes_and_reads_and_pre
         assert (await prepared_on_the_pool(app) > 0) is prepared
 
 
+async def connection_timeouts(app: FastAPI) -> tuple[str, str]:
+    async with app.state.database.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+            )
+        ).one()
+        return row[0], row[1]
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"), [(BEHIND_PGBOUNCER, ("0", "0")), ({}, ("300ms", "2s"))]
+)
+async def test_with_startup_timeouts_off_connections_carry_none_of_their_own(
+    db: psycopg.Connection,
+    database_url: str,
+    clock: FrozenClock,
+    keys: dict[str, str],
+    settings: dict[str, Any],
+    expected: tuple[str, str],
+) -> None:
+    """Off, a pooled connection starts with the server's defaults (PgBouncer would refuse the
+    options), so the write path's own per-transaction timeouts are what bound its waits."""
+    options = {**ONE_CONNECTION, **settings, "lock_timeout_ms": 300, "statement_timeout_ms": 2000}
+    async with another_app(database_url, clock, db, keys["write"], **options) as (app, _):
+        assert await connection_timeouts(app) == expected
+
+
 def test_a_background_pass_that_meets_a_database_outage_logs_one_line(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
