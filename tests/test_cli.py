@@ -107,7 +107,12 @@ async def test_version_agrees_in_command_openapi_and_metric(api: Api, app: FastA
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("BALANCES_WRITE_BATCH_SIZE", "abc"), ("BALANCES_LOG_FORMAT", "xml")],
+    [
+        ("BALANCES_WRITE_BATCH_SIZE", "abc"),
+        ("BALANCES_LOG_FORMAT", "xml"),
+        ("DATABASE_URL", "notaurl"),
+        ("DATABASE_URL", "mysql://app:s3cret@db/balances"),
+    ],
 )
 def test_a_bad_setting_is_one_line_naming_it_and_exit_2(setting: str, value: str) -> None:
     result = balances("", "serve", settings={setting: value})
@@ -115,6 +120,7 @@ def test_a_bad_setting_is_one_line_naming_it_and_exit_2(setting: str, value: str
     (line,) = result.stderr.splitlines()
     assert json.loads(line)["level"] == "error" and setting in line
     assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "s3cret" not in result.stderr  # a database URL's password is never repeated
 
 
 def test_a_bad_setting_is_reported_in_the_log_format_asked_for() -> None:

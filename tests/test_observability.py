@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.balances.commands import UpdateBalance
 from app.core.logging import JsonFormatter, TextFormatter
 from tests.helpers import Api, problem
 
@@ -128,3 +129,38 @@ async def test_an_unexpected_failure_carries_its_request_id_in_header_and_log(
     assert failure["request_id"] == "req-500" and "RuntimeError: boom" in failure["exception"]
     logged = next(line for line in lines if line["logger"] == "balances.request")
     assert logged["request_id"] == "req-500" and logged["status"] == 500
+
+
+class Lines(logging.Handler):
+    """Log lines as the JSON formatter writes them, formatted when written (in their task)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(json.loads(JsonFormatter().format(record)))
+
+
+async def test_a_failing_write_logs_its_own_request_id_not_an_earlier_ones(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write path's workers outlive the request that started them: a line they write
+    about a command names that command's request."""
+    await api.post("balances.create", {"customer_id": "cus_1", "feature_id": "api_calls"},
+                   **{"x-request-id": "req-first"})  # fmt: skip
+
+    def boom(self: UpdateBalance, states: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(UpdateBalance, "apply", boom)
+    handler = Lines()
+    logging.getLogger("app.batcher").addHandler(handler)
+    try:
+        body = {"customer_id": "cus_1", "feature_id": "api_calls", "add_to_balance": 1}
+        response = await api.post("balances.update", body, **{"x-request-id": "req-second"})
+    finally:
+        logging.getLogger("app.batcher").removeHandler(handler)
+    problem(response, 500, "internal_error")
+    failed = next(line for line in handler.lines if line["message"] == "command failed")
+    assert failed["request_id"] == "req-second"

@@ -15,6 +15,7 @@ on Citus (distributed by customer), never a two-phase commit (docs/scaling.md).
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.batcher.protocols import Command, Table
 from app.batcher.transaction import Outcome, Retry, Timeouts, lock_timeout, run_batch
+from app.core.logging import CURRENT_REQUEST_ID
 from app.core.problems import problem_reply
 from app.core.reply import Reply
 
@@ -96,7 +98,12 @@ class Batcher:
         self._queues = [Lane(self.scope) for _ in range(self._partitions)]
         self._waiting = asyncio.Semaphore(self._waiting_slots)
         self._gates = Gates()
-        self._workers = [asyncio.create_task(self._work(queue)) for queue in self._queues]
+        # Each worker in a context of its own: created inside the first write request, a task
+        # would otherwise copy that request's id into every batch's log lines ever after.
+        self._workers = [
+            asyncio.create_task(self._work(queue), context=contextvars.Context())
+            for queue in self._queues
+        ]
 
     async def stop(self) -> None:
         for worker in self._workers:
@@ -161,6 +168,7 @@ class Batcher:
         its retry share one deadline."""
         assert self._waiting is not None and pending.deadline is not None
         deadline, future = pending.deadline, pending.future
+        CURRENT_REQUEST_ID.set(pending.command.request_id)  # this task's own context
         try:
             async with self._gates.passing(held, deadline):
                 async with asyncio.timeout_at(_loop_time(deadline)):

@@ -45,6 +45,10 @@ class Enveloped:
     def idempotency(self) -> IdempotencyClaim | None:
         return self.envelope.idempotency
 
+    @property
+    def request_id(self) -> str | None:
+        return self.envelope.context.request_id
+
 
 class Command(Protocol):
     """One client request that changes state.
@@ -64,6 +68,11 @@ class Command(Protocol):
 
     @property
     def idempotency(self) -> IdempotencyClaim | None: ...
+
+    @property
+    def request_id(self) -> str | None:
+        """The request's id, for the log lines written while the command runs."""
+        ...
 
     def wants(self) -> Mapping[str, Sequence[Hashable]]: ...
 

@@ -39,6 +39,7 @@ from app.batcher.errors import IdempotencyKeyReused
 from app.batcher.protocols import Command, Table
 from app.core.config import Settings
 from app.core.errors import DomainError, ServiceUnavailable
+from app.core.logging import CURRENT_REQUEST_ID
 from app.core.metrics import IDEMPOTENT_REPLAYS, LOCK_WAIT_SECONDS
 from app.core.problems import database_code, is_disconnect, problem_reply
 from app.core.reply import Reply
@@ -270,6 +271,7 @@ def _apply(
     answers = []
     for index in runnable:
         command = commands[index]
+        request = CURRENT_REQUEST_ID.set(command.request_id)  # its log lines name its request
         try:
             reply = command.apply(states)
         except DomainError as error:
@@ -278,6 +280,8 @@ def _apply(
             logger.exception("command failed")
             outcome.replies[index] = error
             continue
+        finally:
+            CURRENT_REQUEST_ID.reset(request)
         outcome.replies[index] = reply
         if command.idempotency is not None:
             claim = command.idempotency

@@ -4,8 +4,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# The URL schemes DATABASE_URL may use; the service always connects with psycopg 3.
+POSTGRES_DRIVERS = ("postgres", "postgresql", "postgresql+psycopg")
 
 
 class Settings(BaseSettings):
@@ -15,6 +20,24 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "BALANCES_DATABASE_URL")
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _a_postgres_url(cls, value: str | None) -> str | None:
+        """Checked at start-up, in one line that never repeats the URL (it holds a password)."""
+        if value is None:
+            return None
+        try:
+            driver = make_url(value).drivername
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL (expected postgresql://user:password@host:port/name; "
+                "percent-encode @, / and : in the password)"
+            ) from None
+        if driver not in POSTGRES_DRIVERS:
+            raise ValueError(f"must be a PostgreSQL URL, not {driver!r}")
+        return value
+
     data_dir: Path = Path(".balances-data")
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)

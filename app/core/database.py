@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core.config import Settings
+from app.core.config import POSTGRES_DRIVERS, Settings
 from app.core.metrics import POOL_IN_USE, POOL_SIZE
 
 # What a database that is down, restarting or unreachable raises.
@@ -41,7 +41,7 @@ def log_background_failure(logger: logging.Logger, message: str, error: Exceptio
 def to_sqlalchemy_url(database_url: str) -> URL:
     """Accept the usual ``postgres://`` / ``postgresql://`` forms and pin the psycopg 3 driver."""
     url = make_url(database_url)
-    if url.drivername in ("postgres", "postgresql", "postgresql+psycopg"):
+    if url.drivername in POSTGRES_DRIVERS:
         return url.set(drivername="postgresql+psycopg")
     raise ValueError(f"DATABASE_URL must be a PostgreSQL URL, got driver {url.drivername!r}")
 
