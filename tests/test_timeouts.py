@@ -160,6 +160,7 @@ def assert_408_problem(response: bytes) -> None:
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), response
     assert b"application/problem+json" in head.lower()
+    assert b"\r\nx-request-id: " in head.lower()  # like every answer, for the report
     assert json.loads(body)["code"] == "request_timeout"
 
 

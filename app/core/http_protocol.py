@@ -16,6 +16,7 @@ the header deadline is left to a reverse proxy in front (see the README).
 import asyncio
 import json
 import logging
+import uuid
 from typing import Any
 
 from app.core.config import get_settings
@@ -33,13 +34,20 @@ _BODY = json.dumps(
     },
     separators=(",", ":"),
 ).encode()
-_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: application/problem+json\r\n"
-    b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
-    b"connection: close\r\n"
-    b"\r\n" + _BODY
-)
+
+
+def _response() -> bytes:
+    """The 408, with an ``X-Request-ID`` of its own like every answer (the request's never
+    arrived) so that a client's report and the server's log can still meet."""
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\n"
+        b"content-type: application/problem+json\r\n"
+        b"content-length: " + str(len(_BODY)).encode() + b"\r\n"
+        b"x-request-id: " + uuid.uuid4().hex.encode() + b"\r\n"
+        b"connection: close\r\n"
+        b"\r\n" + _BODY
+    )
+
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -85,7 +93,7 @@ if HttpToolsProtocol is not None:
             if self.transport.is_closing():
                 return
             logger.info("request headers did not arrive within %gs; closing", self.header_timeout)
-            self.transport.write(_RESPONSE)
+            self.transport.write(_response())
             self.transport.close()
 
 
