@@ -20,8 +20,8 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries documenting the problem+json errors an operation can answer (every
-    operation can also answer 401, 403, 408, 413, 415 and 503)."""
-    statuses = tuple(sorted({*statuses, 401, 403, 408, 413, 415, 503}))
+    operation can also answer 401, 403, 408, 413, 415, 503, and 500 for a bug)."""
+    statuses = tuple(sorted({*statuses, 401, 403, 408, 413, 415, 500, 503}))
     return {
         status: {
             "model": Problem,

@@ -156,6 +156,8 @@ _MEANING = {
     413: "Body too large; nothing was read and nothing changed.",
     415: "The body is not JSON (send `Content-Type: application/json`); nothing changed.",
     422: "Invalid input; nothing changed. `errors` lists each input at fault.",
+    500: "A bug in the service: report it with the response's `X-Request-ID` (the log line of "
+    "the failure names it).",
     503: "The service could not serve the request now. Nothing was applied, except with "
     "`outcome_unknown`, where it is not known whether it was. Retry after `Retry-After` "
     "seconds with the same Idempotency-Key: a write is applied at most once.",
