@@ -2,6 +2,7 @@
 
 import logging
 import os
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import text
@@ -15,6 +16,25 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
+# What the probes answer, 200 and 503 alike (JSON, for people and scripts reading it).
+_STATUS: dict[str, Any] = {
+    "title": "HealthStatus",
+    "type": "object",
+    "required": ["status"],
+    "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "database": {"type": "string", "description": "What is wrong with the database."},
+        "schema": {"type": ["string", "null"], "description": "The database's migration."},
+        "expected_schema": {"type": "string", "description": "The migration this build needs."},
+    },
+}
+
+
+def _status_responses(unavailable: str) -> dict[int | str, dict[str, Any]]:
+    content = {"application/json": {"schema": _STATUS}}
+    return {200: {"content": content}, 503: {"description": unavailable, "content": content}}
+
+
 def _embedded_server_failed() -> bool:
     """Whether `serve`'s supervisor gave up on the embedded server: one stat of a local file."""
     failure_file = os.environ.get(FAILURE_FILE_ENV)
@@ -25,7 +45,7 @@ def _embedded_server_failed() -> bool:
     "/healthz",
     operation_id="healthz",
     summary="Liveness",
-    responses={503: {"description": "The embedded PostgreSQL died and could not be restarted"}},
+    responses=_status_responses("The embedded PostgreSQL died and could not be restarted"),
 )
 async def healthz() -> Response:
     """The process is up and serving requests. Does not touch the database.
@@ -61,7 +81,10 @@ async def metrics(request: Request) -> Response:
     "/readyz",
     operation_id="readyz",
     summary="Readiness",
-    responses={503: {"description": "Not ready"}},
+    responses=_status_responses(
+        "Not ready: the database is unreachable (`database`), or its schema is not the latest "
+        "migration (`schema`, `expected_schema`)"
+    ),
 )
 async def readyz(request: Request) -> Response:
     """Ready when the database answers and its schema is at the latest migration."""
