@@ -24,8 +24,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _a_postgres_url(cls, value: str | None) -> str | None:
-        """Checked at start-up, in one line that never repeats the URL (it holds a password)."""
-        if value is None:
+        """Checked at start-up, in one line that never repeats the URL (it holds a password).
+        Empty means unset (the embedded PostgreSQL), as an empty environment variable does."""
+        if not value:
             return None
         try:
             driver = make_url(value).drivername
