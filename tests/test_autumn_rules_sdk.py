@@ -8,41 +8,18 @@ parameter), so those balances are created over plain HTTP with the same key.
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from autumn_sdk import Autumn
 from autumn_sdk.errors import AutumnError
 
-from tests.helpers import RunningService
+from tests.test_autumn_sdk import autumn, customer, service_url
 
-START_TIMEOUT = 20.0
+__all__ = ["autumn", "customer", "service_url"]  # fixtures shared with the client's tests
+
 DAY_MS = 24 * 60 * 60 * 1000
-
-
-@pytest.fixture(scope="module")
-def service_url(database_url: str, keys: dict[str, str]) -> Iterator[str]:
-    """`balances serve` on the (migrated) test database; `keys` first, so no bootstrap key."""
-    service = RunningService({"DATABASE_URL": database_url}, "--host", "127.0.0.1")
-    try:
-        yield service.wait_ready(START_TIMEOUT).url
-    finally:
-        service.stop()
-
-
-@pytest.fixture
-def autumn(service_url: str, db: psycopg.Connection, keys: dict[str, str]) -> Iterator[Autumn]:
-    """The client as a user would build it (`db` empties the tables after the test)."""
-    with Autumn(secret_key=keys["write"], server_url=service_url) as client:
-        yield client
-
-
-@pytest.fixture
-def customer() -> str:
-    return f"cus_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

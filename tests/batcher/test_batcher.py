@@ -24,11 +24,12 @@ from app.balances.rows import NewKey
 from app.balances.schemas import UpdateBalanceParams
 from app.balances.table import BalancesTable
 from app.batcher.batcher import Batcher
-from app.batcher.protocols import Envelope
+from app.batcher.protocols import Command, Envelope
 from app.core.clock import FrozenClock
 from app.core.config import Settings
 from app.core.context import RequestContext
 from app.core.json import loads_exact
+from app.core.reply import Reply
 from app.ledger.table import LedgerTable
 from app.main import create_app
 from app.reservations.table import ReservationsTable
@@ -99,6 +100,20 @@ async def another_app(
     finally:
         await app.state.batcher.stop()
         await app.state.database.dispose()
+
+
+async def in_one_batch(app: FastAPI, commands: Sequence[Command]) -> list[Reply]:
+    """Run ``commands`` through a one-partition batcher of their own, queued in one go before
+    its worker runs: one batch, one transaction."""
+    batcher = Batcher(
+        app.state.database.engine,
+        [BalancesTable(), ReservationsTable(), LedgerTable()],
+        partitions=1,
+    )
+    try:
+        return await asyncio.wait_for(asyncio.gather(*(batcher.submit(c) for c in commands)), GUARD)
+    finally:
+        await batcher.stop()
 
 
 def added(response: httpx.Response) -> dict[str, Any]:
@@ -243,18 +258,7 @@ async def test_commands_submitted_together_commit_as_one_transaction_with_an_ans
     commands = [update(add_to_balance=1), update(feature_id="no_such_feature", add_to_balance=1),
                 update(add_to_balance=2), update(feature_id="seats", add_to_balance=1),
                 update(remaining=10), update(add_to_balance=-4)]  # fmt: skip
-    batcher = Batcher(
-        app.state.database.engine,
-        [BalancesTable(), ReservationsTable(), LedgerTable()],
-        partitions=1,
-    )
-    try:
-        # Queued in one go, before the worker runs: one batch.
-        replies = await asyncio.wait_for(
-            asyncio.gather(*(batcher.submit(c) for c in commands)), GUARD
-        )
-    finally:
-        await batcher.stop()
+    replies = await in_one_batch(app, commands)
     statuses = [reply.status for reply in replies]
     assert statuses == [200, 404, 200, 409, 200, 200]
     remainings = [loads_exact(r.body)["balance"]["remaining"] for r in replies if r.status == 200]

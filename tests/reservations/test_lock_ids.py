@@ -9,17 +9,14 @@ import httpx
 import psycopg
 from fastapi import FastAPI
 
-from app.balances.table import BalancesTable
-from app.batcher.batcher import Batcher
 from app.batcher.protocols import Envelope
 from app.consumption.commands import CheckAndChange
 from app.consumption.schemas import CheckParams
 from app.core.context import RequestContext
 from app.core.json import loads_exact
-from app.ledger.table import LedgerTable
 from app.reservations import repository
 from app.reservations.rows import LockKey
-from app.reservations.table import ReservationsTable
+from tests.batcher.test_batcher import in_one_batch
 from tests.conftest import START
 from tests.helpers import Api, problem
 
@@ -113,18 +110,7 @@ async def test_checks_of_one_batch_claiming_one_id_let_exactly_one_take_it(
         CheckAndChange(CheckParams.model_validate(check_body(customer)), envelope)
         for customer in ("cus_1", "cus_2", "cus_3")
     ]
-    batcher = Batcher(
-        app.state.database.engine,
-        [BalancesTable(), ReservationsTable(), LedgerTable()],
-        partitions=1,
-    )
-    try:
-        # Queued in one go, before the worker runs: one batch.
-        replies = await asyncio.wait_for(
-            asyncio.gather(*(batcher.submit(c) for c in commands)), GUARD
-        )
-    finally:
-        await batcher.stop()
+    replies = await in_one_batch(app, commands)
     assert replies[0].status == 200 and loads_exact(replies[0].body)["allowed"] is False
     statuses = sorted(reply.status for reply in replies[1:])
     assert statuses == [200, 409], [reply.body for reply in replies]
